@@ -1,0 +1,43 @@
+"""bulkops: bulk operations for the balena fleet API — preview, apply under an adaptive limiter,
+journal, resume, report.
+
+The library API follows the pipeline::
+
+    job = load_job("jobs/debug-logging.toml")
+    async with open_client(api_url, token, job.options) as client:
+        plan = await make_plan(job, client, api_url=api_url)
+        check_apply(plan, api_url=api_url)
+        journal = new_run(plan)
+        summary = await apply_plan(plan, client, journal)
+"""
+
+from __future__ import annotations
+
+from bulkops.apply import RunControl, apply_plan, summarize
+from bulkops.guards import check_apply
+from bulkops.job import load_job, parse_job
+from bulkops.journal import Journal
+from bulkops.model import (
+    Action,
+    ActionType,
+    ChangeKind,
+    ItemResult,
+    Job,
+    Outcome,
+    Plan,
+    PlanItem,
+    Progress,
+    RunState,
+    RunSummary,
+)
+from bulkops.plan import make_plan, retry_plan
+from bulkops.planfile import read_plan, write_plan
+from bulkops.runner import load_run, new_run, open_client, run_plan
+from bulkops.undo import make_undo_plan
+
+__all__ = [
+    "Action", "ActionType", "ChangeKind", "ItemResult", "Job", "Journal", "Outcome", "Plan", "PlanItem",
+    "Progress", "RunControl", "RunState", "RunSummary", "apply_plan", "check_apply", "load_job", "load_run",
+    "make_plan", "make_undo_plan", "new_run", "open_client", "parse_job", "read_plan", "retry_plan",
+    "run_plan", "summarize", "write_plan",
+]

@@ -135,6 +135,9 @@ class Plan:
     irreversible: bool = False
     plan_id: str = ""
     format: int = PLAN_FORMAT
+    fleets: tuple[str, ...] = ()  # slugs of every fleet the plan targets or moves devices to
+    fleet_ids: Mapping[str, int] = field(default_factory=dict)  # slug -> id of those fleets
+    undo_of: str = ""  # run id when this plan undoes that run
 
     def counts(self) -> dict[str, int]:
         out = {k.value: 0 for k in ChangeKind}
@@ -172,6 +175,17 @@ class RunState(StrEnum):
     INTERRUPTED = "interrupted"
     STOPPED = "stopped"  # stopped by a long Retry-After, a revoked token, an abort rule
     DONE = "done"
+
+
+@dataclass(frozen=True, slots=True)
+class Progress:
+    """A snapshot handed to the apply progress callback after every recorded outcome."""
+
+    done: int  # items with an outcome (no-ops included)
+    total: int
+    requests: int  # sent by the client so far (retries included)
+    throttled: int  # 429 answers so far
+    elapsed: float  # seconds since apply started
 
 
 @dataclass(frozen=True, slots=True)

@@ -1,0 +1,423 @@
+"""The benchmark harness: every scenario × every client, each on a fresh simulator with the same data
+and a balena-like fixed-window limit; writes ``results.md`` and ``results.json``.
+
+    python -m bench.run [--devices 5000] [--limit 1000/10s] [--scenarios 1,2,3,4,5]
+                        [--clients loop,async-fixed,bulkops] [--out bench/] [--quick]
+
+The simulator serves from a thread of this process (it answers well over ten times faster than the
+limit admits); each client runs in its own subprocess, so its CPU time and peak memory are its own.
+Requests and 429s are counted by the simulator's request log; correctness is read from its database.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib.util
+import json
+import logging
+import math
+import os
+import platform
+import shutil
+import sys
+import time
+import urllib.request
+from dataclasses import asdict, dataclass, replace
+from pathlib import Path
+from typing import Any
+
+import structlog
+
+from bench import measure, report
+from bench.scenarios import SCENARIOS, Scenario, Seeded, check, job_toml, seed
+from bulkops.planfile import read_plan
+from bulkops.sim.server import SimConfig, SimServer
+
+ROOT = Path(__file__).resolve().parents[1]
+CLIENTS = ("loop", "async-fixed", "bulkops")
+PY = sys.executable
+
+
+@dataclass(frozen=True, slots=True)
+class Config:
+    devices: int = 5000
+    plan_devices: int = 100_000
+    limit: str = "1000/10s"
+    scenarios: tuple[int, ...] = (1, 2, 3, 4, 5)
+    clients: tuple[str, ...] = CLIENTS
+    out: str = "bench"
+    cap: float = 60.0  # seconds a baseline client may run before it is stopped and extrapolated; 0: none
+    bulkops_timeout: float = 600.0
+    style: str = "read-then-write"
+    seed: int = 0
+    quick: bool = False
+    bulkops_via: str = "auto"  # cli | library | auto (the CLI when it is complete)
+
+    @property
+    def points(self) -> int:
+        return parse_limit(self.limit)[0]
+
+    @property
+    def window(self) -> float:
+        return parse_limit(self.limit)[1]
+
+
+def parse_limit(text: str) -> tuple[int, float]:
+    """``1000/10s`` (or ``fixed:1000/10s``) → (1000, 10.0)."""
+    body = text.removeprefix("fixed:")
+    count, _, per = body.partition("/")
+    unit = {"ms": 0.001, "s": 1.0, "m": 60.0}
+    for suffix in ("ms", "s", "m"):
+        if per.endswith(suffix):
+            return int(count), float(per.removesuffix(suffix) or 1) * unit[suffix]
+    return int(count), float(per)
+
+
+def _put_limit(url: str, spec: str) -> None:
+    req = urllib.request.Request(
+        f"{url}/_sim/ratelimit",
+        method="PUT",
+        data=json.dumps({"spec": spec}).encode(),
+        headers={"Content-Type": "application/json"},
+    )
+    with urllib.request.urlopen(req, timeout=10) as answer:  # loopback admin route
+        answer.read()
+
+
+def command(
+    client: str, scenario: Scenario, url: str, job: Path, plan_out: Path, style: str, via: str = "cli"
+) -> list[str]:
+    task = json.dumps(asdict(scenario.task))
+    if client == "loop":
+        return [PY, "-m", "bench.loop_client", "--api-url", url, "--task", task, "--style", style]
+    if client == "async-fixed":
+        return [PY, "-m", "bench.async_fixed", "--api-url", url, "--task", task, "--style", style]
+    if via == "library":
+        extra = ["--plan-only", "-o", str(plan_out)] if scenario.plan_only else []
+        return [PY, "-m", "bench.bulkops_lib", str(job), "--api-url", url, *extra]
+    if scenario.plan_only:
+        return [PY, "-m", "bulkops", "plan", str(job), "-o", str(plan_out), "--api-url", url]
+    return [PY, "-m", "bulkops", "run", str(job), "--yes", "--api-url", url]
+
+
+def bulkops_via(choice: str) -> str:
+    """``cli`` (``python -m bulkops run``) when the command can reach a server, else ``library``."""
+    if choice != "auto":
+        return choice
+    return "cli" if importlib.util.find_spec("bulkops.config") is not None else "library"
+
+
+def _client_report(log: Path) -> dict[str, Any] | None:
+    for line in reversed(log.read_text(errors="replace").splitlines()):
+        if line.startswith("{"):
+            try:
+                out: dict[str, Any] = json.loads(line)
+                return out
+            except ValueError:
+                return None
+    return None
+
+
+def _plan_check(plan_out: Path, seeded: Seeded) -> tuple[int, dict[str, int]]:
+    counts = read_plan(plan_out).counts()
+    correct = sum(min(counts.get(k, 0), v) for k, v in seeded.plan_counts.items())
+    return correct, counts
+
+
+def one_run(cfg: Config, scenario: Scenario, client: str, work: Path) -> dict[str, Any]:
+    """A fresh simulator, the scenario's data, one client run, the measurements."""
+    n = cfg.plan_devices if scenario.plan_only else cfg.devices
+    spec = f"fixed:{cfg.points}/{cfg.window:g}s"
+    sim = SimServer(
+        SimConfig(seed_demo=0, seed=cfg.seed, rate_limit=spec, tick_interval=3600.0, converge_delay=3600.0)
+    ).start_in_thread()
+    try:
+        seeded = seed(sim.db, sim.demo, scenario, n, seed=cfg.seed)
+        before = check(sim.db, sim.demo, scenario, seeded)
+        run_dir = work / f"s{scenario.number}-{client}"
+        run_dir.mkdir(parents=True, exist_ok=True)
+        job = run_dir / "job.toml"
+        job.write_text(job_toml(scenario, seeded))
+        plan_out = run_dir / "job.plan.json"
+        env = {
+            **os.environ,
+            "BALENA_API_KEY": sim.api_key,
+            "BULKOPS_HOME": str(run_dir / "home"),
+            "PYTHONPATH": str(ROOT),
+        }
+        env.pop("BALENA_API_URL", None)
+        sim.request_log.clear()
+        threshold = math.ceil(seeded.floor_estimate / 2)
+        drop: dict[str, float] = {}
+
+        def tick(elapsed: float) -> None:
+            if scenario.halve_limit and not drop and sim.rate_limiter.statistics().allowed >= threshold:
+                _put_limit(sim.url, f"fixed:{max(1, cfg.points // 2)}/{cfg.window:g}s")
+                drop["at"] = time.time()
+
+        cap = cfg.bulkops_timeout if client == "bulkops" else (cfg.cap or None)
+        cmd = command(client, scenario, sim.url, job, plan_out, cfg.style, bulkops_via(cfg.bulkops_via))
+        child = measure.run_child(
+            cmd, env=env, cwd=run_dir, log=run_dir / "client.log", cap=cap, on_tick=tick
+        )
+        time.sleep(0.05)  # answers in flight when a capped client was stopped reach the log
+        entries = sim.request_log.entries()
+        after = check(sim.db, sim.demo, scenario, seeded)
+    finally:
+        sim.stop()
+    return _metrics(
+        cfg,
+        scenario,
+        client,
+        seeded,
+        before,
+        after,
+        child,
+        entries,
+        drop.get("at"),
+        threshold,
+        run_dir,
+        plan_out,
+    )
+
+
+def _metrics(
+    cfg: Config,
+    scenario: Scenario,
+    client: str,
+    seeded: Seeded,
+    before: Any,
+    after: Any,
+    child: measure.ChildResult,
+    entries: list[Any],
+    drop_at: float | None,
+    threshold: int,
+    run_dir: Path,
+    plan_out: Path,
+) -> dict[str, Any]:
+    requests = len(entries)
+    throttled = sum(1 for e in entries if e.status == 429)
+    out: dict[str, Any] = {
+        "client": client,
+        "exit_code": child.returncode,
+        "wall_s": round(child.wall, 3),
+        "requests": requests,
+        "throttled": throttled,
+        "admitted": requests - throttled,
+        "throttled_share": throttled / requests if requests else 0.0,
+        "correct": after.correct,
+        "total": after.total,
+        "initially_correct": before.correct,
+        "collateral": after.collateral,
+        "cpu_s": round(child.cpu, 3),
+        "peak_mb": round(child.peak_mb, 1),
+        "cpu_ms_per_request": round(1000 * child.cpu / requests, 3) if requests else None,
+        "capped": child.capped and client != "bulkops",
+        "timed_out": child.capped and client == "bulkops",
+        "errors": sum(1 for e in entries if e.status >= 400 and e.status != 429),
+        "log": str(run_dir / "client.log"),
+    }
+    if client != "bulkops":
+        out["client_report"] = _client_report(run_dir / "client.log")
+    else:  # when bulkops met its 429s, relative to its start (for reading the limiter's behaviour)
+        out["throttled_at_s"] = [round(e.time - child.started, 2) for e in entries if e.status == 429]
+    if scenario.halve_limit:
+        out["drop_threshold_admitted"] = threshold
+        out["drop_at_s"] = round(drop_at - child.started, 3) if drop_at is not None else None
+    if out["capped"]:
+        since = drop_at if (scenario.halve_limit and drop_at is not None) else child.started
+        ex = measure.extrapolate(
+            entries,
+            started=child.started,
+            stopped=child.started + child.wall,
+            since=since,
+            needed_writes=seeded.baseline_writes,
+            width=cfg.window,
+        )
+        out["extrapolated"] = {
+            "wall_s": round(ex.wall, 1),
+            "requests": ex.requests,
+            "throttled": ex.throttled,
+            "done_writes": ex.done_writes,
+            "needed_writes": ex.needed_writes,
+        }
+    if scenario.plan_only:
+        _plan_metrics(out, client, seeded, entries, plan_out)
+    if client == "bulkops" and not scenario.plan_only:
+        _efficiency(out, cfg, child, drop_at)
+    if scenario.halve_limit and drop_at is not None:
+        out["recovery"] = measure.recovery(
+            entries, drop=drop_at, width=cfg.window, points=max(1, cfg.points // 2)
+        )
+    return out
+
+
+def _efficiency(out: dict[str, Any], cfg: Config, child: measure.ChildResult, drop_at: float | None) -> None:
+    """(fewest requests ÷ admitted rate) ÷ wall time, with the admitted requests as the fewest the
+    strategy needed; with a drop, the capacity the limit offered over the run, time-weighted."""
+    rate = cfg.points / cfg.window
+    wall = child.wall
+    if drop_at is None:
+        capacity = rate * wall
+    else:
+        t = min(wall, max(0.0, drop_at - child.started))
+        capacity = rate * t + (max(1, cfg.points // 2) / cfg.window) * (wall - t)
+    out["admitted_rate_tw"] = round(capacity / wall, 2) if wall else None
+    out["efficiency"] = round(out["admitted"] / capacity, 3) if capacity else None
+
+
+def _plan_metrics(
+    out: dict[str, Any], client: str, seeded: Seeded, entries: list[Any], plan_out: Path
+) -> None:
+    gets = [e for e in entries if e.method == "GET" and e.status == 200]
+    device_pages = [e for e in gets if e.url.startswith("/v7/device?")]
+    tops = [int(p.split("&")[0]) for e in gets for p in e.url.split("$top=")[1:] if p.split("&")[0].isdigit()]
+    rows = seeded.devices + int(seeded.extra.get("env_rows", 0))
+    out["gets"] = len(gets)
+    out["rows_per_get"] = round(rows / len(gets), 1) if gets else None
+    out["device_rows_per_page"] = round(seeded.devices / len(device_pages), 1) if device_pages else None
+    out["min_top"] = min(tops) if tops else None
+    if client == "bulkops":
+        if plan_out.exists():
+            correct, counts = _plan_check(plan_out, seeded)
+            out["plan_counts"], out["expected_plan_counts"] = counts, dict(seeded.plan_counts)
+            out["correct"], out["total"] = correct, seeded.devices
+        else:
+            out["correct"], out["total"] = 0, seeded.devices
+    else:
+        got = (out.get("client_report") or {}).get("rows", 0)
+        out["correct"], out["total"] = (seeded.devices if got == rows else 0), seeded.devices
+
+
+def startup_cpu(work: Path) -> float | None:
+    """CPU seconds of a ``bulkops validate`` (imports, no request): bulkops' fixed cost per process."""
+    job = work / "startup.toml"
+    job.write_text(job_toml(SCENARIOS[1], Seeded(1, 1, 0, {}, 0, 0, 0)))
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    res = measure.run_child(
+        [PY, "-m", "bulkops", "validate", str(job)], env=env, cwd=work, log=work / "startup.log", cap=60.0
+    )
+    return round(res.cpu, 3) if res.returncode == 0 else None
+
+
+def run(cfg: Config) -> dict[str, Any]:
+    started = time.time()
+    results: dict[str, Any] = {
+        "config": asdict(cfg),
+        "started": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(started)),
+        "machine": {
+            "cpus": os.cpu_count(),
+            "python": platform.python_version(),
+            "platform": platform.platform(),
+        },
+        "scenarios": [],
+    }
+    work = Path(cfg.out).resolve() / "out"  # job files, client logs, bulkops homes (kept for reading)
+    shutil.rmtree(work, ignore_errors=True)
+    work.mkdir(parents=True)
+    if "bulkops" in cfg.clients:
+        results["bulkops_startup_cpu_s"] = startup_cpu(work)
+        results["bulkops_via"] = bulkops_via(cfg.bulkops_via)
+    for number in cfg.scenarios:
+        scenario = SCENARIOS[number]
+        runs = []
+        for client in cfg.clients:
+            print(
+                f"bench: scenario {number} ({scenario.key}), client {client} ...", file=sys.stderr, flush=True
+            )
+            res = one_run(cfg, scenario, client, work)
+            print(f"bench:   {report.one_line(res)}", file=sys.stderr, flush=True)
+            if res["correct"] < res["total"] and not res["capped"]:
+                tail = Path(res["log"]).read_text(errors="replace").splitlines()[-15:]
+                res["log_tail"] = tail
+            runs.append(res)
+        n = cfg.plan_devices if scenario.plan_only else cfg.devices
+        entry = {"number": number, "key": scenario.key, "title": scenario.title, "devices": n, "runs": runs}
+        entry["targets"] = report.targets(
+            scenario,
+            runs,
+            results.get("bulkops_startup_cpu_s"),
+            cfg.points // 2 if scenario.halve_limit else cfg.points,
+        )
+        results["scenarios"].append(entry)
+    results["total_s"] = round(time.time() - started, 1)
+    return results
+
+
+def parse_args(argv: list[str] | None = None) -> Config:
+    p = argparse.ArgumentParser(prog="python -m bench.run", description=__doc__.splitlines()[0])
+    p.add_argument("--devices", type=int, help="devices in the fleet of scenarios 1-4 (default 5000)")
+    p.add_argument("--plan-devices", type=int, help="devices of scenario 5 (default 100000)")
+    p.add_argument("--limit", help="the server's fixed window, N/W (default 1000/10s)")
+    p.add_argument("--scenarios", default="1,2,3,4,5")
+    p.add_argument("--clients", default=",".join(CLIENTS))
+    p.add_argument("--out", default="bench", help="directory for results.md and results.json")
+    p.add_argument(
+        "--cap",
+        type=float,
+        help="seconds a baseline run may take before it is stopped and extrapolated (default 60; 0: never)",
+    )
+    p.add_argument(
+        "--style",
+        choices=("read-then-write", "sdk-upsert"),
+        default="read-then-write",
+        help="how the baselines set a variable (default read-then-write)",
+    )
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument(
+        "--bulkops-via",
+        choices=("auto", "cli", "library"),
+        default="auto",
+        help="run bulkops as `python -m bulkops run` (cli) or through its library API",
+    )
+    p.add_argument(
+        "--quick",
+        action="store_true",
+        help="1,000 devices, 200/10s, 20,000 devices to plan, baselines capped at 30 s",
+    )
+    a = p.parse_args(argv)
+    cfg = Config(quick=a.quick)
+    if a.quick:
+        cfg = replace(cfg, devices=1000, plan_devices=20_000, limit="200/10s", cap=30.0)
+    scenarios = tuple(int(s) for s in a.scenarios.split(",") if s)
+    clients = tuple(c for c in a.clients.split(",") if c)
+    for c in clients:
+        if c not in CLIENTS:
+            p.error(f"unknown client {c!r}; accepted: {', '.join(CLIENTS)}")
+    for s in scenarios:
+        if s not in SCENARIOS:
+            p.error(f"unknown scenario {s}; accepted: 1-5")
+    parse_limit(a.limit or cfg.limit)
+    return replace(
+        cfg,
+        scenarios=scenarios,
+        clients=clients,
+        out=a.out,
+        style=a.style,
+        seed=a.seed,
+        bulkops_via=a.bulkops_via,
+        devices=a.devices or cfg.devices,
+        plan_devices=a.plan_devices or cfg.plan_devices,
+        limit=a.limit or cfg.limit,
+        cap=cfg.cap if a.cap is None else a.cap,
+    )
+
+
+def main(argv: list[str] | None = None) -> int:
+    cfg = parse_args(argv)
+    structlog.configure(wrapper_class=structlog.make_filtering_bound_logger(logging.WARNING))
+    results = run(cfg)
+    out = Path(cfg.out)
+    out.mkdir(parents=True, exist_ok=True)
+    name = "results-quick" if cfg.quick else "results"
+    (out / f"{name}.json").write_text(json.dumps(results, indent=2) + "\n")
+    (out / f"{name}.md").write_text(report.markdown(results))
+    print(
+        f"bench: wrote {out / name}.md and .json in {results['total_s']} s",
+        file=sys.stderr,
+    )
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,237 @@
+"""Seeded, deterministic fault injection for the simulator, as an aiohttp middleware.
+
+SPEC: comma-separated ``name=value`` items, e.g. ``503=0.05,reset=0.02,lost=0.02,latency=5ms~3ms,seed=42``:
+
+- ``503=P``: answer ``503`` with an empty body, without handling the request;
+- ``reset=P``: reset the connection before the request is handled (nothing applied);
+- ``lost=P``: handle the request (the change is committed), then drop the connection without an answer;
+- ``latency=D[~J]``: delay every affected request by D plus a uniform jitter in [-J, +J] (not below 0);
+- ``seed=N``: the random seed (default 0); the same seed and request sequence give the same faults;
+- ``methods=POST,PATCH``: restrict all of the above to these methods (default: every method).
+
+``none`` (or an empty SPEC) injects nothing. Admin requests under ``/_sim/`` are never affected.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import random
+import re
+import socket
+import struct
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import Final
+
+import orjson
+from aiohttp import web
+from aiohttp.typedefs import Handler, Middleware
+
+from bulkops.sim.requestlog import OUTCOME_KEY, Outcome, is_admin
+
+ACCEPTED_FORMS: Final = (
+    "accepted: 'none' or comma-separated 503=P, reset=P, lost=P (probabilities 0..1, summing to <= 1), "
+    "latency=D[~J] (e.g. 5ms~3ms), seed=N, methods=M[,M...] (e.g. methods=POST,PATCH)"
+)
+_METHODS: Final = frozenset({"GET", "POST", "PATCH", "PUT", "DELETE", "MERGE", "HEAD", "OPTIONS"})
+_DURATION = re.compile(r"^(\d+(?:\.\d+)?)(ms|s)$")
+
+
+@dataclass(frozen=True, slots=True)
+class FaultSpec:
+    p503: float = 0.0
+    reset: float = 0.0
+    lost: float = 0.0
+    latency: float = 0.0  # seconds
+    jitter: float = 0.0  # seconds
+    seed: int = 0
+    methods: frozenset[str] = frozenset()  # empty: every method
+
+    @property
+    def active(self) -> bool:
+        return self.p503 + self.reset + self.lost > 0 or self.latency > 0 or self.jitter > 0
+
+    def render(self) -> str:
+        if not self.active:
+            return "none" if self.seed == 0 else f"seed={self.seed}"
+        parts = [f"{name}={value:g}" for name, value in (("503", self.p503), ("reset", self.reset),
+                                                          ("lost", self.lost)) if value > 0]
+        if self.latency > 0 or self.jitter > 0:
+            parts.append(f"latency={self.latency * 1000:g}ms~{self.jitter * 1000:g}ms")
+        parts.append(f"seed={self.seed}")
+        if self.methods:
+            parts.append("methods=" + ",".join(sorted(self.methods)))
+        return ",".join(parts)
+
+
+def _duration(text: str, spec: str) -> float:
+    match = _DURATION.match(text)
+    if match is None:
+        raise ValueError(f"fault spec {spec!r}: bad duration {text!r}; {ACCEPTED_FORMS}")
+    return float(match.group(1)) * (0.001 if match.group(2) == "ms" else 1.0)
+
+
+def _probability(text: str, spec: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        value = -1.0
+    if not 0.0 <= value <= 1.0:
+        raise ValueError(f"fault spec {spec!r}: bad probability {text!r}; {ACCEPTED_FORMS}")
+    return value
+
+
+def parse_faults(spec: str) -> FaultSpec:
+    """Read a fault SPEC; raises ValueError naming the SPEC and the accepted forms."""
+    if spec.strip() in ("", "none"):
+        return FaultSpec()
+    values: dict[str, float] = {}
+    latency = jitter = 0.0
+    seed = 0
+    methods: set[str] = set()
+    in_methods = False
+    for raw in spec.split(","):
+        token = raw.strip()
+        name, eq, value = token.partition("=")
+        if not eq and in_methods and token.upper() in _METHODS:
+            methods.add(token.upper())
+            continue
+        in_methods = False
+        if name in ("503", "reset", "lost") and eq:
+            values[name] = _probability(value, spec)
+        elif name == "latency" and eq:
+            base, _, spread = value.partition("~")
+            latency = _duration(base, spec)
+            jitter = _duration(spread, spec) if spread else 0.0
+        elif name == "seed" and eq and value.isdigit():
+            seed = int(value)
+        elif name == "methods" and eq and value.upper() in _METHODS:
+            methods.add(value.upper())
+            in_methods = True
+        else:
+            raise ValueError(f"fault spec {spec!r}: cannot read {token!r}; {ACCEPTED_FORMS}")
+    if sum(values.values()) > 1.0:
+        raise ValueError(f"fault spec {spec!r}: the probabilities sum to more than 1; {ACCEPTED_FORMS}")
+    return FaultSpec(values.get("503", 0.0), values.get("reset", 0.0), values.get("lost", 0.0),
+                     latency, jitter, seed, frozenset(methods))
+
+
+def drop_connection(request: web.Request, *, reset: bool) -> None:
+    """Close the client's connection at once; with ``reset`` the peer gets a TCP RST."""
+    transport = request.transport
+    if transport is None:
+        return
+    if reset:
+        sock = transport.get_extra_info("socket")
+        if sock is not None:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+    transport.abort()
+
+
+@dataclass(frozen=True, slots=True)
+class FaultStats:
+    spec: str
+    requests: int  # requests the faults applied to (after the methods filter)
+    fault_503: int
+    reset: int
+    lost: int
+
+
+class FaultInjector:
+    """Draws one fault decision per affected request from a seeded generator."""
+
+    def __init__(
+        self, spec: FaultSpec | str = FaultSpec(), *,
+        sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
+    ) -> None:
+        self._sleep = sleep
+        self._spec = FaultSpec()
+        self._rng = random.Random(0)  # noqa: S311 - reproducible faults, not secrets
+        self._counts = {"requests": 0, "503": 0, "reset": 0, "lost": 0}
+        self.set_spec(spec)
+
+    @property
+    def spec(self) -> FaultSpec:
+        return self._spec
+
+    def set_spec(self, spec: FaultSpec | str) -> None:
+        """Replace the faults; the generator restarts from the SPEC's seed."""
+        self._spec = parse_faults(spec) if isinstance(spec, str) else spec
+        self._rng = random.Random(self._spec.seed)  # noqa: S311 - reproducible faults
+        self._counts = dict.fromkeys(self._counts, 0)
+
+    def decide(self, method: str) -> tuple[str | None, float]:
+        """The fault (``"503"``, ``"reset"``, ``"lost"`` or None) and the delay for the next request."""
+        spec = self._spec
+        if not spec.active or (spec.methods and method.upper() not in spec.methods):
+            return None, 0.0
+        self._counts["requests"] += 1
+        draw = self._rng.random()
+        delay = 0.0
+        if spec.latency > 0 or spec.jitter > 0:
+            delay = max(0.0, spec.latency + self._rng.uniform(-spec.jitter, spec.jitter))
+        fault: str | None = None
+        if draw < spec.p503:
+            fault = "503"
+        elif draw < spec.p503 + spec.reset:
+            fault = "reset"
+        elif draw < spec.p503 + spec.reset + spec.lost:
+            fault = "lost"
+        if fault is not None:
+            self._counts[fault] += 1
+        return fault, delay
+
+    def statistics(self) -> FaultStats:
+        c = self._counts
+        return FaultStats(self._spec.render(), c["requests"], c["503"], c["reset"], c["lost"])
+
+    def make_middleware(self) -> Middleware:
+        injector = self
+
+        @web.middleware
+        async def fault_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+            if is_admin(request):
+                return await handler(request)
+            fault, delay = injector.decide(request.method)
+            if delay > 0:
+                await injector._sleep(delay)
+            if fault == "503":
+                request[OUTCOME_KEY] = Outcome.FAULT_503
+                return web.Response(status=503)
+            if fault == "reset":
+                request[OUTCOME_KEY] = Outcome.FAULT_RESET
+                drop_connection(request, reset=True)
+                return web.Response(status=503)  # never written: the transport is closed
+            response = await handler(request)
+            if fault == "lost":
+                request[OUTCOME_KEY] = Outcome.FAULT_LOST
+                drop_connection(request, reset=False)
+            return response
+
+        return fault_middleware
+
+    def add_routes(self, app: web.Application) -> None:
+        app.router.add_get("/_sim/faults", self._get)
+        app.router.add_put("/_sim/faults", self._put)
+
+    def _stats_body(self) -> bytes:
+        s = self.statistics()
+        return orjson.dumps({"spec": s.spec, "requests": s.requests, "503": s.fault_503, "reset": s.reset,
+                             "lost": s.lost})
+
+    async def _get(self, request: web.Request) -> web.Response:
+        return web.Response(body=self._stats_body(), content_type="application/json")
+
+    async def _put(self, request: web.Request) -> web.Response:
+        try:
+            body = await request.json(loads=orjson.loads)
+        except ValueError:
+            body = None
+        spec = body.get("spec") if isinstance(body, dict) else None
+        if not isinstance(spec, str):
+            return web.json_response({"error": 'body must be JSON: {"spec": "..."}'}, status=400)
+        try:
+            self.set_spec(spec)
+        except ValueError as exc:
+            return web.json_response({"error": str(exc)}, status=400)
+        return web.Response(body=self._stats_body(), content_type="application/json")
