@@ -2,7 +2,7 @@
 
 Starts ``bulkops sim`` in-process with 2,000 demo devices behind a balena-like rate limit, then runs the
 real CLI, step by step, as a user would: validate, plan (the preview), apply (with progress), report,
-undo's preview. Everything it writes goes to a temporary directory that is removed at the end.
+the undo's preview. Everything it writes goes to a temporary directory that is removed at the end.
 """
 
 from __future__ import annotations
@@ -16,9 +16,9 @@ from pathlib import Path
 
 from bulkops.sim.server import SimConfig, SimServer
 
-JOB = Path(__file__).resolve().parent.parent / "jobs" / "debug-logging-on-canaries.toml"
+JOB = Path(__file__).resolve().parent.parent / "jobs" / "log-level-fleetwide.toml"
 DEVICES = 2000
-RATE_LIMIT = "fixed:200/10s"
+RATE_LIMIT = "fixed:150/10s"
 
 
 def _step(title: str, argv: list[str], env: dict[str, str], *, ok: tuple[int, ...] = (0,)) -> str:
@@ -41,14 +41,19 @@ def main() -> int:
         with tempfile.TemporaryDirectory(prefix="bulkops-demo-") as home:
             print(f"bulkops demo: simulator at {sim.url} with {DEVICES} devices, rate limit {RATE_LIMIT}")
             env = dict(os.environ, BALENA_API_URL=sim.url, BALENA_API_KEY=sim.api_key, BULKOPS_HOME=home)
-            plan = str(Path(home) / "canaries.plan.json")
+            plan = str(Path(home) / "fleetwide.plan.json")
             _step("1. validate the job file (no request sent)", ["validate", job], env)
             _step("2. plan: read the fleet, compute the diff, write the plan", ["plan", job, "-o", plan], env)
             _step("3. apply the plan", ["apply", plan, "--yes"], env)
             runs = _step("4. the run is journaled", ["runs"], env)
             run_id = _last_run_id(runs)
-            _step("5. report: every target accounted for", ["report", run_id], env)
+            csv_path = Path(home) / "report.csv"
+            _step("5. report: every target accounted for", ["report", run_id, "--csv", str(csv_path)], env)
+            print("\n".join(csv_path.read_text().splitlines()[:4]) + "\n…")
             _step("6. plan it again: everything is already in place", ["plan", job, "-o", plan], env)
+            undo = str(Path(home) / "undo.plan.json")
+            _step("7. undo: a new plan from the journal's before-values", ["undo", run_id, "-o", undo], env)
+            _step("8. apply the undo: the fleet is back as it was", ["apply", undo, "--yes"], env)
     finally:
         sim.stop()
     print("\nbulkops demo: done.")
