@@ -65,7 +65,7 @@ def confirm(plan: Plan, *, yes: bool, stdin_tty: bool | None = None) -> None:
             )
         return
     if not tty:
-        raise GuardError(f"no terminal to confirm {active} changes on: pass --yes")
+        raise GuardError(f"no terminal to confirm {active} changes: pass --yes to apply them without asking")
     if destructive and active > plan.options.confirm_threshold:
         answer = input(f"This deletes rows of {active} targets. Type {active} to go on: ")
         if answer.strip() != str(active):
@@ -191,7 +191,7 @@ def _finish(summary: RunSummary) -> int:
     finally:
         journal.close()
     print(f"bulkops: {summary.requests} requests sent ({summary.throttled} throttled) "
-          f"in {summary.elapsed:.1f}s", file=sys.stderr)
+          f"in {summary.elapsed:.2f}s", file=sys.stderr)
     code = exit_code(summary)
     if summary.state in {RunState.INTERRUPTED, RunState.STOPPED}:
         if summary.message and summary.state is RunState.STOPPED:
@@ -213,6 +213,9 @@ def cmd_run(args: argparse.Namespace) -> int:
     ep = endpoint(args)
     plan = run_async(_plan, loaded.job, ep)
     _show_preview(plan, loaded.notes, args.json)
+    if all(it.kind is ChangeKind.NOOP for it in plan.items):
+        print("bulkops: nothing to apply; no run was started", file=sys.stderr)
+        return int(ExitCode.OK)
     check_apply(plan, api_url=ep.api_url)
     confirm(plan, yes=args.yes)
     return _finish(run_async(_apply, plan, ep, None))

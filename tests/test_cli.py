@@ -92,7 +92,9 @@ def test_apply_needs_yes_without_terminal(env: SimServer, tmp_path: Path,
     assert main(["plan", str(write_job(tmp_path)), "-o", str(plan)]) == ExitCode.OK
     capsys.readouterr()
     assert main(["apply", str(plan)]) == ExitCode.REFUSED_BY_GUARD
-    assert capsys.readouterr().err.startswith("bulkops: error: no terminal to confirm ")
+    err = capsys.readouterr().err
+    assert err.startswith("bulkops: error: no terminal to confirm ")
+    assert err.rstrip().endswith("changes: pass --yes to apply them without asking")
     assert main(["apply", str(plan), "--yes"]) == ExitCode.OK
     out = capsys.readouterr().out
     assert "state    done" in out and "failed 0" in out
@@ -277,3 +279,17 @@ def test_undo_command_then_apply(env: SimServer, tmp_path: Path, capsys: pytest.
     assert f"action   undo of run {run_id}: set_env LOG_LEVEL=debug on device" in out
     assert main(["apply", str(undo), "--yes"]) == ExitCode.OK
     assert rows(env, query, fleet) == original
+
+
+def test_run_with_nothing_to_do_starts_no_run(env: SimServer, tmp_path: Path,
+                                              capsys: pytest.CaptureFixture[str]) -> None:
+    """run of a job whose targets are all already as wanted applies nothing and records no run."""
+    job = write_job(tmp_path)
+    assert main(["run", str(job), "--yes"]) == ExitCode.OK
+    capsys.readouterr()
+    before = sorted((env_home(env) / "runs").iterdir())
+    assert main(["run", str(job), "--yes"]) == ExitCode.OK
+    captured = capsys.readouterr()
+    assert "counts   change 0   create 0   delete 0" in captured.out
+    assert "bulkops: nothing to apply; no run was started" in captured.err
+    assert sorted((env_home(env) / "runs").iterdir()) == before

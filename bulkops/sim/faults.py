@@ -23,10 +23,10 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Final
 
-import orjson
 from aiohttp import web
 from aiohttp.typedefs import Handler, Middleware
 
+from bulkops.sim.admin import add_spec_routes
 from bulkops.sim.requestlog import OUTCOME_KEY, Outcome, is_admin
 
 ACCEPTED_FORMS: Final = (
@@ -211,27 +211,8 @@ class FaultInjector:
         return fault_middleware
 
     def add_routes(self, app: web.Application) -> None:
-        app.router.add_get("/_sim/faults", self._get)
-        app.router.add_put("/_sim/faults", self._put)
+        add_spec_routes(app, "/_sim/faults", stats=self._stats, set_spec=self.set_spec)
 
-    def _stats_body(self) -> bytes:
+    def _stats(self) -> dict[str, object]:
         s = self.statistics()
-        return orjson.dumps({"spec": s.spec, "requests": s.requests, "503": s.fault_503, "reset": s.reset,
-                             "lost": s.lost})
-
-    async def _get(self, request: web.Request) -> web.Response:
-        return web.Response(body=self._stats_body(), content_type="application/json")
-
-    async def _put(self, request: web.Request) -> web.Response:
-        try:
-            body = await request.json(loads=orjson.loads)
-        except ValueError:
-            body = None
-        spec = body.get("spec") if isinstance(body, dict) else None
-        if not isinstance(spec, str):
-            return web.json_response({"error": 'body must be JSON: {"spec": "..."}'}, status=400)
-        try:
-            self.set_spec(spec)
-        except ValueError as exc:
-            return web.json_response({"error": str(exc)}, status=400)
-        return web.Response(body=self._stats_body(), content_type="application/json")
+        return {"spec": s.spec, "requests": s.requests, "503": s.fault_503, "reset": s.reset, "lost": s.lost}

@@ -24,6 +24,7 @@ import orjson
 from aiohttp import web
 from aiohttp.typedefs import Handler, Middleware
 
+from bulkops.sim.admin import add_spec_routes
 from bulkops.sim.requestlog import OUTCOME_KEY, Outcome, client_key, is_admin
 
 __all__ = [
@@ -313,29 +314,9 @@ class RateLimiter:
         return rate_limit_middleware
 
     def add_routes(self, app: web.Application) -> None:
-        app.router.add_get("/_sim/ratelimit", self._get)
-        app.router.add_put("/_sim/ratelimit", self._put)
+        add_spec_routes(app, "/_sim/ratelimit", stats=self._stats, set_spec=self.set_policy)
 
-    def _stats_body(self) -> bytes:
+    def _stats(self) -> dict[str, object]:
         s = self.statistics()
-        return orjson.dumps(
-            {"spec": s.spec, "schedule": s.schedule, "allowed": s.allowed, "throttled": s.throttled,
-             "keys": s.keys}
-        )
-
-    async def _get(self, request: web.Request) -> web.Response:
-        return web.Response(body=self._stats_body(), content_type="application/json")
-
-    async def _put(self, request: web.Request) -> web.Response:
-        try:
-            body = await request.json(loads=orjson.loads)
-        except ValueError:
-            return web.json_response({"error": 'body must be JSON: {"spec": "..."}'}, status=400)
-        spec = body.get("spec") if isinstance(body, dict) else None
-        if not isinstance(spec, str):
-            return web.json_response({"error": 'body must be JSON: {"spec": "..."}'}, status=400)
-        try:
-            self.set_policy(spec)
-        except ValueError as exc:
-            return web.json_response({"error": str(exc)}, status=400)
-        return web.Response(body=self._stats_body(), content_type="application/json")
+        return {"spec": s.spec, "schedule": s.schedule, "allowed": s.allowed, "throttled": s.throttled,
+                "keys": s.keys}
