@@ -77,9 +77,10 @@ def _via(
     def rule(c: Caller, a: str) -> tuple[str, list[Any]] | None:
         if c.apps is None:
             return None
+        # Correlated: one primary-key lookup per candidate row, so a filter on ids stays cheap.
         return (
-            f'{a}."{column}" IN (SELECT p."id" FROM "{parent}" p WHERE p."{parent_app_column}" '
-            f"IN ({_in(c.apps)}))",
+            f'EXISTS (SELECT 1 FROM "{parent}" p WHERE p."id" = {a}."{column}" '
+            f'AND p."{parent_app_column}" IN ({_in(c.apps)}))',
             list(c.apps),
         )
 
@@ -90,8 +91,8 @@ def _dsev(c: Caller, a: str) -> tuple[str, list[Any]] | None:
     if c.apps is None:
         return None
     return (
-        f'{a}."service_install" IN (SELECT si."id" FROM "service_install" si JOIN "device" d '
-        f'ON d."id" = si."device" WHERE d."belongs_to__application" IN ({_in(c.apps)}))',
+        f'EXISTS (SELECT 1 FROM "service_install" si JOIN "device" d ON d."id" = si."device" '
+        f'WHERE si."id" = {a}."service_install" AND d."belongs_to__application" IN ({_in(c.apps)}))',
         list(c.apps),
     )
 
