@@ -24,7 +24,7 @@ from collections import Counter
 from collections.abc import AsyncIterator, Mapping, Sequence
 from dataclasses import dataclass
 from types import TracebackType
-from typing import Any, Final, Self, TypeGuard
+from typing import Any, Final, Self, TypeGuard, TypeVar
 
 import aiohttp
 import anyio
@@ -100,8 +100,11 @@ class _Answer:
     attempts: int
 
 
-def _attempts(exc: Exception, attempts: int) -> Exception:
-    exc.__dict__["attempts"] = attempts
+_E = TypeVar("_E", RemoteError, RetryAfterTooLongError)
+
+
+def _attempts(exc: _E, attempts: int) -> _E:
+    exc.attempts = attempts
     return exc
 
 

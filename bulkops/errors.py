@@ -103,8 +103,11 @@ class GuardError(BulkopsError):
 class RemoteError(BulkopsError):
     """The API answered with an error, or could not be reached.
 
-    ``url`` is the request URL without credentials; ``status`` is None when no answer arrived.
+    ``url`` is the request URL without credentials; ``status`` is None when no answer arrived;
+    ``attempts`` is how many times the client sent the request before giving up.
     """
+
+    attempts: int = 1
 
     def __init__(
         self, message: str, *, method: str = "", url: str = "", status: int | None = None, body: str = ""
@@ -168,6 +171,8 @@ class JournalError(RunError):
 
 class RetryAfterTooLongError(RunError):
     """The server asked for a wait longer than the configured bound; the run stopped cleanly."""
+
+    attempts: int = 1
 
     def __init__(self, message: str, *, retry_after: float) -> None:
         self.retry_after = retry_after

@@ -192,7 +192,7 @@ async def test_5xx_gives_up_after_max_attempts() -> None:
     assert str(info.value) == (
         f"GET {srv.url}/v7/device: HTTP 500: server error (gave up after 3 attempts): boom"
     )
-    assert info.value.__dict__["attempts"] == 3
+    assert info.value.attempts == 3
     assert len(srv.seen) == 3
     assert_no_token(info.value)
 
@@ -217,7 +217,7 @@ async def test_reset_connection_is_a_transport_error() -> None:
         "(gave up after 2 attempts)"
     )
     assert info.value.status is None
-    assert info.value.__dict__["attempts"] == 2
+    assert info.value.attempts == 2
     assert c.statistics().transport_errors == 2
     assert_no_token(info.value)
 
@@ -353,7 +353,7 @@ async def test_refusals_raise_at_once(
         with pytest.raises(kind) as info:
             await c.patch("device", {"note": "x"}, key=1)
     assert type(info.value) is kind
-    assert info.value.__dict__["attempts"] == 1
+    assert info.value.attempts == 1
     assert str(info.value) == f"PATCH {srv.url}/v7/device(1): HTTP {status}: {message}"
     assert info.value.status == status
     assert len(srv.seen) == 1
