@@ -5,7 +5,7 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-stamp
 
 .DEFAULT_GOAL := test
-.PHONY: install lint test demo bench sim-bench clean
+.PHONY: install lint test demo bench bench-quick sim-bench clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -24,6 +24,17 @@ test: lint
 
 demo: $(STAMP)
 	$(BIN)/python -m bulkops.demo
+
+# Long: every scenario, every client, on a fresh simulator each (see bench/README.md). Not part of `test`.
+bench: $(STAMP)
+	$(BIN)/python -m bench.run
+
+bench-quick: $(STAMP)
+	$(BIN)/python -m bench.run --quick
+
+# The simulator's own speed: GETs per second, a 200-id PATCH, paging at 100,000 devices.
+sim-bench: $(STAMP)
+	$(BIN)/python bench/sim_speed.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache
