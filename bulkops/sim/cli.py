@@ -10,15 +10,18 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import importlib
 import signal
 import sys
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import structlog
 
-from bulkops.sim.faults import parse_faults
-from bulkops.sim.ratelimit import parse_spec
-from bulkops.sim.server import SimConfig, SimServer, check_host
+if TYPE_CHECKING:
+    from bulkops.sim.server import SimConfig
+
+# The server and its parsers are imported only when `bulkops sim` runs: the rest of the CLI starts
+# without loading aiohttp's server side.
 
 
 def _fraction(text: str) -> float:
@@ -41,8 +44,9 @@ def _non_negative(text: str) -> float:
     return value
 
 
-def _checked(parse: Any) -> Any:
+def _checked(module: str, name: str) -> Any:
     def check(text: str) -> str:
+        parse = getattr(importlib.import_module(module), name)
         try:
             parse(text)
         except ValueError as exc:
@@ -75,9 +79,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="seed of the demo data and device fates (default 0)")
     parser.add_argument("--api-key", default=None, metavar="KEY",
                         help="the demo user's API key (default: derived from --seed)")
-    parser.add_argument("--rate-limit", type=_checked(parse_spec), default=None, metavar="SPEC",
+    parser.add_argument("--rate-limit", type=_checked("bulkops.sim.ratelimit", "parse_spec"), default=None,
+                        metavar="SPEC",
                         help="e.g. fixed:1000/10s, fixed:100/10s,block=60s, bucket:50/s,burst=100, none")
-    parser.add_argument("--faults", type=_checked(parse_faults), default=None, metavar="SPEC",
+    parser.add_argument("--faults", type=_checked("bulkops.sim.faults", "parse_faults"), default=None,
+                        metavar="SPEC",
                         help="e.g. 503=0.05,reset=0.02,lost=0.02,latency=5ms~3ms,seed=42")
     parser.add_argument("--converge-delay", type=_non_negative, default=5.0, metavar="S",
                         help="seconds until a device runs its new target release (default 5)")
@@ -90,6 +96,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def config_from_args(args: argparse.Namespace) -> SimConfig:
+    from bulkops.sim.server import SimConfig  # noqa: PLC0415 - lazy, see the imports
+
     return SimConfig(
         host=args.host, port=args.port, db=args.db, api_key=args.api_key, seed_demo=args.seed_demo,
         seed=args.seed, rate_limit=args.rate_limit, faults=args.faults, converge_delay=args.converge_delay,
@@ -99,6 +107,8 @@ def config_from_args(args: argparse.Namespace) -> SimConfig:
 
 
 async def serve(config: SimConfig) -> None:
+    from bulkops.sim.server import SimServer  # noqa: PLC0415 - lazy, see the imports
+
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
@@ -117,6 +127,8 @@ def run(args: argparse.Namespace) -> int:
     """Serve until SIGINT/SIGTERM; 0 after a clean shutdown, 2 for a refused configuration."""
     if not structlog.is_configured():
         structlog.configure(logger_factory=structlog.PrintLoggerFactory(sys.stderr))
+    from bulkops.sim.server import check_host  # noqa: PLC0415 - lazy, see the imports
+
     try:
         check_host(args.host, allow_non_loopback=args.allow_non_loopback)
         config = config_from_args(args)
