@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -23,7 +23,7 @@ from bulkops.model import (
 from bulkops.runs import write_private
 
 
-def plan_to_json(plan: Plan) -> dict[str, Any]:
+def plan_to_json(plan: Plan, *, with_items: bool = True) -> dict[str, Any]:
     a, o = plan.action, plan.options
     return {
         "format": plan.format,
@@ -51,13 +51,23 @@ def plan_to_json(plan: Plan) -> dict[str, Any]:
         "irreversible": plan.irreversible,
         "warnings": list(plan.warnings),
         "counts": plan.counts(),
-        "items": [
-            {"target_id": it.target_id, "label": it.label, "kind": it.kind.value, "resource": it.resource,
-             "row_id": it.row_id, "before": _plain(it.before), "after": _plain(it.after),
-             "key": dict(it.key), "stage": it.stage}
-            for it in plan.items
-        ],
-    }
+    } | ({"items": [item_to_json(it) for it in plan.items]} if with_items else {})
+
+
+def item_to_json(it: PlanItem) -> dict[str, Any]:
+    return {"target_id": it.target_id, "label": it.label, "kind": it.kind.value, "resource": it.resource,
+            "row_id": it.row_id, "before": _plain(it.before), "after": _plain(it.after),
+            "key": dict(it.key), "stage": it.stage}
+
+
+def plan_chunks(plan: Plan) -> Iterator[bytes]:
+    """The plan file's bytes in pieces: the header indented, then one item per line. Streaming the
+    items keeps a 100,000-target plan from being held twice in memory as JSON."""
+    head = orjson.dumps(plan_to_json(plan, with_items=False), option=orjson.OPT_INDENT_2)
+    yield head[: head.rindex(b"}")].rstrip() + b',\n  "items": ['
+    for n, it in enumerate(plan.items):
+        yield (b",\n    " if n else b"\n    ") + orjson.dumps(item_to_json(it))
+    yield b"\n  ]\n}\n"
 
 
 def _plain(value: Mapping[str, Any] | None) -> dict[str, Any] | None:
@@ -106,7 +116,7 @@ def plan_from_json(data: Mapping[str, Any]) -> Plan:
 
 def write_plan(plan: Plan, path: str | Path) -> None:
     """Write the plan to ``path`` (mode 0600, atomic)."""
-    write_private(Path(path), orjson.dumps(plan_to_json(plan), option=orjson.OPT_INDENT_2))
+    write_private(Path(path), plan_chunks(plan))
 
 
 def read_plan(path: str | Path) -> Plan:

@@ -19,8 +19,7 @@ from bulkops.client import Client
 from bulkops.journal import Journal
 from bulkops.limiter import AdaptiveLimiter
 from bulkops.model import ApplyOptions, Plan, Progress, RunSummary
-from bulkops.planfile import plan_to_json, read_plan
-from bulkops.preview import to_json_bytes
+from bulkops.planfile import plan_chunks, read_plan
 from bulkops.runs import PLAN_FILE, start_run
 
 
@@ -97,7 +96,7 @@ async def run_plan(
 
 def new_run(plan: Plan) -> Journal:
     """A fresh run directory holding the plan and a journal with every item."""
-    directory = start_run(to_json_bytes(plan_to_json(plan)), run_id=None)
+    directory = start_run(plan_chunks(plan), run_id=None)
     return Journal.create(directory, plan, plan_path=directory / PLAN_FILE)
 
 

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import os
 import secrets
+from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -40,13 +41,17 @@ def private_dir(path: Path) -> Path:
     return path
 
 
-def write_private(path: Path, data: bytes) -> None:
-    """Write ``data`` to ``path`` with mode 0600 from the first byte on (atomic replace)."""
+def write_private(path: Path, data: bytes | Iterable[bytes]) -> None:
+    """Write ``data`` (bytes, or pieces of it) to ``path`` with mode 0600 from the first byte on
+    (atomic replace)."""
     tmp = path.with_name(f".{path.name}.{secrets.token_hex(4)}.tmp")
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
     try:
         with os.fdopen(fd, "wb") as fh:
-            fh.write(data)
+            if isinstance(data, bytes):
+                fh.write(data)
+            else:
+                fh.writelines(data)
             fh.flush()
             os.fsync(fh.fileno())
         tmp.replace(path)
@@ -81,7 +86,7 @@ class RunInfo:
     counts: dict[str, int]
 
 
-def start_run(plan_bytes: bytes, *, run_id: str | None = None) -> Path:
+def start_run(plan_bytes: bytes | Iterable[bytes], *, run_id: str | None = None) -> Path:
     """Create ``runs/<run_id>/`` (0700) holding a copy of the plan (0600); returns the directory."""
     rid = run_id or new_id()
     private_dir(home())
