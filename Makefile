@@ -16,7 +16,7 @@ $(STAMP): pyproject.toml
 install: $(STAMP)
 
 lint: $(STAMP)
-	$(BIN)/ruff check bulkops tests
+	$(BIN)/ruff check bulkops tests bench
 	$(BIN)/mypy
 
 test: lint

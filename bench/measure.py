@@ -3,10 +3,12 @@ log (requests, 429s, the server's fixed windows, extrapolation of a run cut shor
 
 from __future__ import annotations
 
+import json
 import math
 import os
 import signal
 import subprocess
+import sys
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
@@ -39,6 +41,20 @@ class ChildResult:
     capped: bool  # killed at the time cap
 
 
+def parse_limit(text: str) -> tuple[int, float]:
+    """``1000/10s`` (or ``fixed:1000/10s``) → (1000, 10.0)."""
+    body = text.removeprefix("fixed:")
+    count, _, per = body.partition("/")
+    unit = {"ms": 0.001, "s": 1.0, "m": 60.0}
+    for suffix in ("ms", "s", "m"):
+        if per.endswith(suffix):
+            return int(count), float(per.removesuffix(suffix) or 1) * unit[suffix]
+    return int(count), float(per)
+
+
+SPAWN = Path(__file__).resolve().with_name("spawn.py")
+
+
 def run_child(
     cmd: Sequence[str],
     *,
@@ -49,10 +65,14 @@ def run_child(
     on_tick: Callable[[float], None] | None = None,
     poll: float = 0.01,
 ) -> ChildResult:
-    """Run ``cmd`` to its end (or kill it at ``cap`` seconds) and read its own resource usage."""
+    """Run ``cmd`` through ``bench/spawn.py`` to its end (or stop it at ``cap`` seconds) and read the
+    client's own wall time, CPU time and peak memory from the launcher's report."""
+    report = log.with_suffix(".usage.json")
+    report.unlink(missing_ok=True)
+    launcher = [sys.executable, str(SPAWN), str(report), "--", *cmd]
     with log.open("wb") as out:
         started = time.time()
-        proc = subprocess.Popen(list(cmd), env=dict(env), cwd=cwd, stdout=out, stderr=subprocess.STDOUT)
+        proc = subprocess.Popen(launcher, env=dict(env), cwd=cwd, stdout=out, stderr=subprocess.STDOUT)
         killed_at: float | None = None
         while True:
             pid, status, usage = os.wait4(proc.pid, os.WNOHANG)
@@ -67,13 +87,23 @@ def run_child(
                 proc.send_signal(signal.SIGTERM)
             time.sleep(poll)
     proc.returncode = os.waitstatus_to_exitcode(status)
-    wall = (killed_at if killed_at is not None else ended) - started
+    try:
+        own = json.loads(report.read_text())
+    except (OSError, ValueError):  # the launcher itself failed: its own numbers are the best there are
+        own = {
+            "returncode": proc.returncode,
+            "wall": ended - started,
+            "cpu": usage.ru_utime + usage.ru_stime,
+            "maxrss_kb": usage.ru_maxrss,
+        }
+    child_started = ended - float(own["wall"])
+    wall = (killed_at - child_started) if killed_at is not None else float(own["wall"])
     return ChildResult(
-        proc.returncode,
-        started,
+        int(own["returncode"]),
+        child_started,
         wall,
-        usage.ru_utime + usage.ru_stime,
-        usage.ru_maxrss / 1024,
+        float(own["cpu"]),
+        float(own["maxrss_kb"]) / 1024,
         killed_at is not None,
     )
 

@@ -29,7 +29,8 @@ from typing import Any
 import structlog
 
 from bench import measure, report
-from bench.scenarios import SCENARIOS, Scenario, Seeded, check, job_toml, seed
+from bench.measure import parse_limit
+from bench.scenarios import SCENARIOS, Scenario, Seeded, check, job_toml, probe_path, seed
 from bulkops.planfile import read_plan
 from bulkops.sim.server import SimConfig, SimServer
 
@@ -62,16 +63,13 @@ class Config:
         return parse_limit(self.limit)[1]
 
 
-def parse_limit(text: str) -> tuple[int, float]:
-    """``1000/10s`` (or ``fixed:1000/10s``) → (1000, 10.0)."""
-    body = text.removeprefix("fixed:")
-    count, _, per = body.partition("/")
-    unit = {"ms": 0.001, "s": 1.0, "m": 60.0}
-    for suffix in ("ms", "s", "m"):
-        if per.endswith(suffix):
-            return int(count), float(per.removesuffix(suffix) or 1) * unit[suffix]
-    return int(count), float(per)
 
+def _shown(path: Path) -> str:
+    """A path relative to the working directory when it lies below it (results name no home paths)."""
+    try:
+        return str(path.resolve().relative_to(Path.cwd()))
+    except ValueError:
+        return str(path)
 
 def _put_limit(url: str, spec: str) -> None:
     req = urllib.request.Request(
@@ -124,6 +122,18 @@ def _plan_check(plan_out: Path, seeded: Seeded) -> tuple[int, dict[str, int]]:
     return correct, counts
 
 
+def _probe(url: str, key: str, path: str, times: int = 5) -> float:
+    """Median milliseconds the simulator takes for ``path``: the harness checks it is not the bottleneck."""
+    took = []
+    for _ in range(times):
+        req = urllib.request.Request(url + path, headers={"Authorization": f"Bearer {key}"})
+        start = time.perf_counter()
+        with urllib.request.urlopen(req, timeout=30) as answer:  # loopback simulator
+            answer.read()
+        took.append(1000 * (time.perf_counter() - start))
+    return round(sorted(took)[times // 2], 2)
+
+
 def one_run(cfg: Config, scenario: Scenario, client: str, work: Path) -> dict[str, Any]:
     """A fresh simulator, the scenario's data, one client run, the measurements."""
     n = cfg.plan_devices if scenario.plan_only else cfg.devices
@@ -146,12 +156,19 @@ def one_run(cfg: Config, scenario: Scenario, client: str, work: Path) -> dict[st
             "PYTHONPATH": str(ROOT),
         }
         env.pop("BALENA_API_URL", None)
+        probe_ms = _probe(sim.url, sim.api_key, probe_path(sim.db, scenario))
+        sim.rate_limiter.set_policy(spec)  # fresh windows: the client's first request opens the first one
         sim.request_log.clear()
         threshold = math.ceil(seeded.floor_estimate / 2)
         drop: dict[str, float] = {}
+        allowed_before = sim.rate_limiter.statistics().allowed  # the probe's requests
 
         def tick(elapsed: float) -> None:
-            if scenario.halve_limit and not drop and sim.rate_limiter.statistics().allowed >= threshold:
+            if (
+                scenario.halve_limit
+                and not drop
+                and sim.rate_limiter.statistics().allowed - allowed_before >= threshold
+            ):
                 _put_limit(sim.url, f"fixed:{max(1, cfg.points // 2)}/{cfg.window:g}s")
                 drop["at"] = time.time()
 
@@ -165,7 +182,7 @@ def one_run(cfg: Config, scenario: Scenario, client: str, work: Path) -> dict[st
         after = check(sim.db, sim.demo, scenario, seeded)
     finally:
         sim.stop()
-    return _metrics(
+    res = _metrics(
         cfg,
         scenario,
         client,
@@ -179,6 +196,8 @@ def one_run(cfg: Config, scenario: Scenario, client: str, work: Path) -> dict[st
         run_dir,
         plan_out,
     )
+    res["sim_probe_ms"] = probe_ms
+    return res
 
 
 def _metrics(
@@ -215,7 +234,7 @@ def _metrics(
         "capped": child.capped and client != "bulkops",
         "timed_out": child.capped and client == "bulkops",
         "errors": sum(1 for e in entries if e.status >= 400 and e.status != 429),
-        "log": str(run_dir / "client.log"),
+        "log": _shown(run_dir / "client.log"),
     }
     if client != "bulkops":
         out["client_report"] = _client_report(run_dir / "client.log")
@@ -328,7 +347,7 @@ def run(cfg: Config) -> dict[str, Any]:
             res = one_run(cfg, scenario, client, work)
             print(f"bench:   {report.one_line(res)}", file=sys.stderr, flush=True)
             if res["correct"] < res["total"] and not res["capped"]:
-                tail = Path(res["log"]).read_text(errors="replace").splitlines()[-15:]
+                tail = Path(res["log"]).resolve().read_text(errors="replace").splitlines()[-15:]
                 res["log_tail"] = tail
             runs.append(res)
         n = cfg.plan_devices if scenario.plan_only else cfg.devices
@@ -403,8 +422,20 @@ def parse_args(argv: list[str] | None = None) -> Config:
     )
 
 
+def render(path: Path) -> Path:
+    """Write the markdown of a results JSON file next to it (same measurements, current wording)."""
+    out = path.with_suffix(".md")
+    out.write_text(report.markdown(json.loads(path.read_text())))
+    return out
+
+
 def main(argv: list[str] | None = None) -> int:
-    cfg = parse_args(argv)
+    args = list(sys.argv[1:] if argv is None else argv)
+    if args[:1] == ["--render"]:
+        for name in args[1:]:
+            print(f"bench: wrote {render(Path(name))}", file=sys.stderr)
+        return 0
+    cfg = parse_args(args)
     structlog.configure(wrapper_class=structlog.make_filtering_bound_logger(logging.WARNING))
     results = run(cfg)
     out = Path(cfg.out)

@@ -310,6 +310,22 @@ def seed(db: Database, demo: DemoInfo, scenario: Scenario, devices: int, *, seed
     return out
 
 
+PROBED = {
+    "set_env": "device_environment_variable",
+    "read": "device_environment_variable",
+    "move": "device",
+    "remove_tag": "device_tag",
+}
+
+
+def probe_path(db: Database, scenario: Scenario) -> str:
+    """A GET of 200 ids of the resource the scenario writes: what a batch read-back costs the server."""
+    resource = PROBED[scenario.task.kind]
+    with db.lock:
+        ids = [r[0] for r in db.conn.execute(f'SELECT id FROM "{resource}" ORDER BY id LIMIT 200')]
+    return f"/v7/{resource}?$filter=id%20in%20({','.join(map(str, ids))})"
+
+
 # --- checks on the server ----------------------------------------------------------------------------
 
 
