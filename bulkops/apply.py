@@ -233,12 +233,13 @@ class _Engine:
                 outer.cancel_scope.cancel()
 
     async def _dispatch(self) -> None:
-        journal_items = self.journal.items()
-        self.done = sum(1 for j in journal_items if j.state == DONE)
-        sent = [j.index for j in journal_items if j.state == SENT]
+        states = self.journal.states()
+        self.done = sum(1 for state in states.values() if state == DONE)
+        sent = [index for index, state in states.items() if state == SENT]
         if sent:
             await self._resume_sent(sent)
-        pending = [j.index for j in self.journal.items() if j.state != DONE]
+            states = self.journal.states()
+        pending = [index for index, state in states.items() if state != DONE]
         units = make_units(self.items, pending, self.plan.options.batch_size, self.client.url_length)
         log.info("bulkops.apply.start", pending=len(pending), units=len(units))
         workers = max(1, min(self.plan.options.max_concurrency, len(units)))
@@ -271,7 +272,7 @@ async def apply_plan(
         engine.fatal = engine.fatal or group.exceptions[0]
     if engine.fatal is not None:
         state, message = RunState.STOPPED, str(engine.fatal)
-    elif control.stop_requested.is_set() and any(j.state != DONE for j in journal.items()):
+    elif control.stop_requested.is_set() and any(state != DONE for state in journal.states().values()):
         state, message = RunState.INTERRUPTED, "stop requested: dispatch stopped, journal flushed"
     else:
         state, message = RunState.DONE, ""

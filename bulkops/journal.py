@@ -282,6 +282,10 @@ class Journal:
             for r in rows
         ]
 
+    def states(self) -> dict[int, str]:
+        """Each item's dispatch state (planned, sent, done) by index: the cheap read of the journal."""
+        return dict(self._conn.execute("SELECT idx, state FROM item ORDER BY idx").fetchall())
+
     def attempts(self) -> list[Attempt]:
         rows = self._conn.execute(
             "SELECT id, method, path, items, sent_at, status, answered_at, error FROM attempt ORDER BY id"
