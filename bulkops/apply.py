@@ -156,6 +156,7 @@ class _Engine:
         (i,) = unit.indices
         it = self.items[i]
         body: dict[str, Any] = {**it.key, **(it.after or {})}
+        before = self.journal.item_attempts(i)
         attempt = self.journal.mark_sent([i], method="POST", path=f"/{it.resource}")
         try:
             await self.client.post(it.resource, body)
@@ -164,7 +165,9 @@ class _Engine:
             raise
         except ConflictError as exc:
             self.journal.mark_answered(attempt, status=409, error=str(exc))
-            await self._resolve_create(i, 409, exc)
+            # refused at the very first POST this run ever sent for it: the row was there already
+            theirs = before == 0 and getattr(exc, "attempts", 1) == 1
+            await self._resolve_create(i, 409, exc, theirs=theirs)
             return
         except RemoteError as exc:
             self.journal.mark_answered(attempt, status=exc.status, error=str(exc))
@@ -173,14 +176,16 @@ class _Engine:
         self.journal.mark_answered(attempt, status=201)
         self.record([Outcomes(i, Outcome.APPLIED, 201)])
 
-    async def _resolve_create(self, i: int, status: int | None, exc: RemoteError) -> None:
-        """After a 409 or an unanswered POST: read the row by its natural key."""
+    async def _resolve_create(self, i: int, status: int | None, exc: RemoteError, *,
+                              theirs: bool = False) -> None:
+        """After a 409 or an unanswered POST: read the row by its natural key. ``theirs``: the row existed
+        before this run sent anything for it, so a row as planned is a no-op, not this run's doing."""
         it = self.items[i]
         filt = and_(*[eq(k, v) for k, v in sorted(it.key.items())])
         rows = await self.client.get(it.resource, filter=filt, select=("id", "value"))
         state = readback.classify(it, rows[0] if rows else None)
         if state is State.IN_PLACE:
-            self.record([Outcomes(i, Outcome.APPLIED, status)])
+            self.record([Outcomes(i, Outcome.NOOP if theirs else Outcome.APPLIED, status)])
         elif state is State.DRIFTED:
             self.record([Outcomes(i, Outcome.DRIFTED, status, "a row with another value exists")])
         else:

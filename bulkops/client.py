@@ -191,6 +191,8 @@ class Client:
         rows = doc.get("d") if isinstance(doc, dict) else None
         if not isinstance(rows, list) or not all(isinstance(r, dict) for r in rows):
             raise self._bad(answer, 'expected {"d": [objects]}')
+        if (not select or "id" in select) and not all(_is_id(r.get("id")) for r in rows):
+            raise self._bad(answer, 'expected an integer "id" in every row')
         return rows
 
     async def count(self, resource: str, *, filter: Node | None = None) -> int:
@@ -236,8 +238,8 @@ class Client:
         target = self._target(resource)
         answer = await self._call("POST", target, body=orjson.dumps(dict(body)))
         doc = self._json(answer)
-        if not isinstance(doc, dict):
-            raise self._bad(answer, "expected the created object")
+        if not isinstance(doc, dict) or not _is_id(doc.get("id")):
+            raise self._bad(answer, 'expected the created object with an integer "id"')
         return doc
 
     async def patch(
@@ -378,13 +380,19 @@ class Client:
                     if size > self._max_body:
                         raise self._too_big(method, url, resp.status)
                     chunks.append(chunk)
-                return resp.status, resp.headers.get("Retry-After"), b"".join(chunks)
+                return resp.status, resp.headers.get("Retry-After"), self._scrub(b"".join(chunks))
         except aiohttp.ClientResponseError:
             # not valid HTTP; the aiohttp error holds the request headers (the token): not chained
             raise BadResponseError("unexpected answer: not valid HTTP", method=method,
                                    url=display_url(url)) from None
         except (aiohttp.ClientError, OSError) as exc:
             raise _NoAnswer(*self._no_answer(exc)) from exc
+
+    def _scrub(self, data: bytes) -> bytes:
+        """An answer with the token (should a server echo it back) blanked out, so that no error message
+        or log line made from it can carry the token."""
+        token = self._token.encode()
+        return data.replace(token, b"<redacted>") if token in data else data
 
     def _no_answer(self, exc: BaseException) -> tuple[str, bool]:
         """Why a request got no answer, and whether sending it again may help."""

@@ -11,6 +11,7 @@ from typing import Any
 import anyio
 
 from bulkops import report, runs
+from bulkops.allowlist import check_plan_fleets
 from bulkops.config import load_settings
 from bulkops.errors import ExitCode, GuardError, InputError
 from bulkops.guards import check_apply
@@ -173,9 +174,15 @@ async def _apply(plan: Plan, ep: Endpoint, run_dir: Path | None) -> RunSummary:
     async with open_client(ep.api_url, ep.token, plan.options, allow_insecure_http=ep.allow_insecure_http,
                            limiter=limiter) as client:
         if run_dir is None:
+            await check_plan_fleets(plan, client)
             journal = new_run(plan)
         else:
             plan, journal = load_run(run_dir)
+            try:
+                await check_plan_fleets(plan, client)
+            except BaseException:
+                journal.close()
+                raise
         try:
             print(f"bulkops: run {journal.run_id}", file=sys.stderr)
             return await run_plan(plan, client, journal, on_progress=progress)

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import fcntl
 import os
+import secrets
 import sqlite3
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
@@ -52,6 +53,10 @@ CREATE TABLE IF NOT EXISTS attempt (
 );
 """
 
+INSERT_RUN = ("INSERT INTO run (id, state, plan_path, api_url, job_name, action, total, created_at, "
+              "updated_at) VALUES (?,?,?,?,?,?,?,?,?)")
+INSERT_ITEM = ("INSERT INTO item (idx, target_id, label, kind, resource, row_id, before, after, key, state, "
+               "outcome, updated_at) VALUES (?,?,?,?,?,?,?,?,?,?,?,?)")
 PLANNED, SENT, DONE = "planned", "sent", "done"
 LOCK_FILE = "run.lock"
 
@@ -139,11 +144,14 @@ class Journal:
 
     @classmethod
     def create(cls, run_dir: Path, plan: Plan, *, plan_path: Path | None = None) -> Journal:
-        """A new journal in ``run_dir`` holding every plan item; no-ops are recorded as done."""
+        """A new journal in ``run_dir`` holding every plan item; no-ops are recorded as done.
+
+        It is built under a temporary name and renamed into place once complete, so a process killed
+        meanwhile leaves no journal (and sent nothing: requests start after this returns), never a
+        journal without its run record or with part of its items."""
         path = Path(run_dir) / JOURNAL_FILE
         if path.exists():
             raise JournalError(f"a journal already exists at {path}")
-        conn = cls._connect(path)
         now = _now()
         rows = []
         for i, it in enumerate(plan.items):
@@ -153,20 +161,31 @@ class Journal:
                 _dump(it.after), _dump(dict(it.key)) or "{}", DONE if noop else PLANNED,
                 Outcome.NOOP.value if noop else None, now,
             ))
-        with conn:
-            conn.execute("BEGIN")
-            conn.execute(
-                "INSERT INTO run (id, state, plan_path, api_url, job_name, action, total, created_at, "
-                "updated_at) VALUES (?,?,?,?,?,?,?,?,?)",
-                (path.parent.name, RunState.PLANNED.value, str(plan_path or ""), plan.api_url,
-                 plan.job_name, plan.action.type.value, len(plan.items), now, now),
-            )
-            conn.executemany(
-                "INSERT INTO item (idx, target_id, label, kind, resource, row_id, before, after, key, "
-                "state, outcome, updated_at) VALUES (?,?,?,?,?,?,?,?,?,?,?,?)",
-                rows,
-            )
-        return cls(conn, path)
+        tmp = path.with_name(f".{path.name}.{secrets.token_hex(4)}.tmp")
+        try:
+            os.close(os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600))
+            conn = sqlite3.connect(tmp, isolation_level=None)
+            try:
+                conn.executescript(SCHEMA)
+                with conn:
+                    conn.execute("BEGIN")
+                    conn.execute(INSERT_RUN, (
+                        path.parent.name, RunState.PLANNED.value, str(plan_path or ""), plan.api_url,
+                        plan.job_name, plan.action.type.value, len(plan.items), now, now,
+                    ))
+                    conn.executemany(INSERT_ITEM, rows)
+            finally:
+                conn.close()
+            os.replace(tmp, path)
+            directory = os.open(path.parent, os.O_RDONLY)
+            try:
+                os.fsync(directory)  # the rename itself survives a power loss
+            finally:
+                os.close(directory)
+        except (OSError, sqlite3.Error) as exc:
+            tmp.unlink(missing_ok=True)
+            raise JournalError(f"cannot create the journal {path}: {exc}") from exc
+        return cls(cls._connect(path), path)
 
     @classmethod
     def open(cls, run_dir: Path, run_id: str | None = None) -> Journal:
@@ -292,6 +311,11 @@ class Journal:
         ).fetchall()
         return [Attempt(r[0], r[1], r[2], tuple(_load(r[3])), r[4], r[5], r[6], r[7]) for r in rows]
 
+    def item_attempts(self, index: int) -> int:
+        """Requests journaled so far for item ``index``."""
+        row = self._conn.execute("SELECT attempts FROM item WHERE idx=?", (index,)).fetchone()
+        return int(row[0]) if row else 0
+
     def item_state(self, index: int) -> str:
         row = self._conn.execute("SELECT state FROM item WHERE idx=?", (index,)).fetchone()
         return str(row[0]) if row else ""
@@ -338,9 +362,20 @@ def list_runs() -> list[RunInfo]:
     for path in sorted(base.iterdir()):
         if not (path / JOURNAL_FILE).exists():
             continue
-        journal = Journal.open(path)
+        try:
+            journal = Journal.open(path)
+        except JournalError:
+            out.append(_unreadable(path.name))
+            continue
         try:
             out.append(journal.info())
+        except (JournalError, sqlite3.Error):
+            out.append(_unreadable(path.name))
         finally:
             journal.close()
     return sorted(out, key=lambda r: (r.created_at, r.run_id))
+
+
+def _unreadable(run_id: str) -> RunInfo:
+    """A run whose journal cannot be read: listed (so that one bad directory does not hide the others)."""
+    return RunInfo(run_id, "unreadable", "", "", "", "", 0, {o.value: 0 for o in Outcome})

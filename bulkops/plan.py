@@ -19,7 +19,7 @@ import structlog
 from bulkops import actions, readback
 from bulkops.actions import Resolved
 from bulkops.batches import URL_BUDGET
-from bulkops.errors import InputError, NotFoundError
+from bulkops.errors import BadResponseError, InputError, NotFoundError
 from bulkops.guards import check_allowed, check_expect, noun
 from bulkops.model import Action, ActionType, ChangeKind, Job, Outcome, Plan, PlanItem
 from bulkops.odata.ast import BinOp, Call, Node, Op, and_, eq, in_, lit, path
@@ -132,11 +132,15 @@ async def _read_children(
             pending += [ids[: len(ids) // 2], ids[len(ids) // 2 :]]
             continue
         select = ("id", owner, "value")
+        asked = set(ids)
         async for rows in client.pages(resource, filter=filt, select=select, page_size=len(ids) + 1):
             for row in rows:
                 owner_id = actions.normalize(row.get(owner))
-                if isinstance(owner_id, int):
-                    out[owner_id] = row
+                if not isinstance(owner_id, int) or isinstance(owner_id, bool) or owner_id not in asked:
+                    raise BadResponseError(
+                        f"unexpected answer: a {resource} row whose {owner} is {str(row.get(owner))[:40]!r}, "
+                        f"not one of the {len(ids)} ids asked for", method="GET", url=f"/{resource}")
+                out[owner_id] = row
     return out
 
 
