@@ -24,7 +24,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from bulkops.sim.db import Database
-from bulkops.sim.seed import DemoInfo
+from bulkops.sim.seed import DemoInfo, bulk_insert
 
 FLEET = "acme/gateway"
 DEST = "acme/gateway-next"
@@ -141,34 +141,8 @@ def job_toml(scenario: Scenario, seeded: Seeded) -> str:
 # --- seeding -----------------------------------------------------------------------------------------
 
 
-def _bulk(db: Database, table: str, rows: Sequence[Mapping[str, Any]]) -> list[int]:
-    """Insert rows fast: the first through ``db.insert`` (defaults filled), the rest copied from it with
-    their own values, by ``executemany``; returns the ids in order."""
-    if not rows:
-        return []
-    first = db.insert(table, dict(rows[0]))
-    cursor = db.conn.execute(f'SELECT * FROM "{table}" WHERE id = ?', (first,))
-    names = [d[0] for d in cursor.description]
-    template = list(cursor.fetchone())
-    keys = [k for k in rows[0] if k in names]
-    slots = [names.index(k) for k in keys]
-    id_slot = names.index("id")
-    values = []
-    for offset, row in enumerate(rows[1:], start=1):
-        record = template.copy()
-        record[id_slot] = first + offset
-        for slot, key in zip(slots, keys, strict=True):
-            value = row[key]
-            record[slot] = int(value) if isinstance(value, bool) else value
-        values.append(record)
-    cols = ", ".join(f'"{n}"' for n in names)
-    marks = ", ".join("?" for _ in names)
-    db.conn.executemany(f'INSERT INTO "{table}" ({cols}) VALUES ({marks})', values)
-    return [first + i for i in range(len(rows))]
-
-
 def _devices(db: Database, demo: DemoInfo, fleet: str, n: int, rng: random.Random, prefix: str) -> list[int]:
-    actors = _bulk(db, "actor", [{} for _ in range(n)])
+    actors = bulk_insert(db, "actor", [{} for _ in range(n)])
     dtype = demo.device_types["raspberrypi4-64"]
     rows = [
         {
@@ -186,7 +160,7 @@ def _devices(db: Database, demo: DemoInfo, fleet: str, n: int, rng: random.Rando
         }
         for i in range(n)
     ]
-    return _bulk(db, "device", rows)
+    return bulk_insert(db, "device", rows)
 
 
 def _mix(rng: random.Random, n: int, shares: Sequence[tuple[str, float]]) -> list[str]:
@@ -219,7 +193,7 @@ def _seed_env(db: Database, demo: DemoInfo, n: int, rng: random.Random) -> Seede
         env.append({"device": device, "name": ENV_NAME, "value": value})
         if kind == "other":
             before[value] = before.get(value, 0) + 1
-    _bulk(db, "device_environment_variable", env)
+    bulk_insert(db, "device_environment_variable", env)
     changes, creates, same = kinds.count("other"), kinds.count("none"), kinds.count("same")
     floor = 3 + 2 * _pages(n) + 2 * _batches(before) + creates
     return Seeded(
@@ -243,7 +217,7 @@ def _seed_move(db: Database, demo: DemoInfo, n: int, rng: random.Random) -> Seed
         if k != "none"
     ]
     tags += [{"device": d, "tag_key": "site", "value": rng.choice(("berlin", "lyon", "osaka"))} for d in ids]
-    _bulk(db, "device_tag", tags)
+    bulk_insert(db, "device_tag", tags)
     moved = kinds.count("wave1")
     floor = 4 + _pages(moved) + 2 * _batches({"all": moved})
     return Seeded(
@@ -265,7 +239,7 @@ def _seed_tags(db: Database, demo: DemoInfo, n: int, rng: random.Random) -> Seed
         {"device": d, "tag_key": RING, "value": k} for d, k in zip(ids, kinds, strict=True) if k != "none"
     ]
     tags += [{"device": d, "tag_key": "site", "value": rng.choice(("berlin", "lyon", "osaka"))} for d in ids]
-    _bulk(db, "device_tag", tags)
+    bulk_insert(db, "device_tag", tags)
     ringed = n - kinds.count("none")
     groups = {"canary": kinds.count("canary"), "stable": kinds.count("stable")}
     floor = 3 + 2 * _pages(n) + 2 * _batches(groups)
@@ -283,8 +257,9 @@ def _seed_tags(db: Database, demo: DemoInfo, n: int, rng: random.Random) -> Seed
 def _seed_other_fleet(db: Database, demo: DemoInfo, n: int, rng: random.Random) -> None:
     """Bystanders: devices of another fleet with the same kinds of rows; nobody may touch them."""
     ids = _devices(db, demo, OTHER, n, rng, "sensor")
-    _bulk(db, "device_environment_variable", [{"device": d, "name": ENV_NAME, "value": "info"} for d in ids])
-    _bulk(
+    bulk_insert(db, "device_environment_variable",
+                [{"device": d, "name": ENV_NAME, "value": "info"} for d in ids])
+    bulk_insert(
         db,
         "device_tag",
         [

@@ -95,8 +95,9 @@ def _insert(db: SeedDatabase, table: str, row: dict[str, Any]) -> int:
     return db.insert(table, {k: v for k, v in row.items() if k in cols})
 
 
-def _bulk(db: SeedDatabase, table: str, rows: Sequence[dict[str, Any]]) -> list[int]:
-    """Insert rows fast: the first through ``db.insert`` (defaults), the rest like it with executemany."""
+def bulk_insert(db: SeedDatabase, table: str, rows: Sequence[Mapping[str, Any]]) -> list[int]:
+    """Insert rows fast: the first through ``db.insert`` (defaults), the rest like it with executemany;
+    returns the ids in order. Used by the demo seed and by the benchmark's scenarios."""
     if not rows:
         return []
     first = _insert(db, table, dict(rows[0]))
@@ -111,7 +112,8 @@ def _bulk(db: SeedDatabase, table: str, rows: Sequence[dict[str, Any]]) -> list[
         record = template.copy()
         record[id_slot] = first + offset
         for slot, key in zip(slots, keys, strict=True):
-            record[slot] = row[key]
+            value = row[key]
+            record[slot] = int(value) if isinstance(value, bool) else value
         values.append(record)
     column_list = ", ".join(f'"{n}"' for n in names)
     marks = ", ".join("?" for _ in names)
@@ -237,7 +239,7 @@ def _seed_all(db: SeedDatabase, *, rng: random.Random, now: datetime, n_devices:
 def _seed_devices(db: SeedDatabase, *, rng: random.Random, now: datetime, ts: str, n: int,
                   fleets: dict[str, int], releases: dict[str, int], services: dict[str, list[int]],
                   dt_ids: dict[str, int], counts: dict[str, int]) -> None:
-    first_actor = _bulk(db, "actor", [{"created_at": ts, "modified_at": ts} for _ in range(n)])
+    first_actor = bulk_insert(db, "actor", [{"created_at": ts, "modified_at": ts} for _ in range(n)])
     devices: list[dict[str, Any]] = []
     owners: list[str] = []
     numbers = dict.fromkeys(fleets, 0)
@@ -273,7 +275,7 @@ def _seed_devices(db: SeedDatabase, *, rng: random.Random, now: datetime, ts: st
             "is_undervolted": False, "is_web_accessible": False,
             "created_at": created[rng.randrange(730)], "modified_at": ts,
         })
-    device_ids = _bulk(db, "device", devices)
+    device_ids = bulk_insert(db, "device", devices)
     env: list[dict[str, Any]] = []
     conf: list[dict[str, Any]] = []
     tags: list[dict[str, Any]] = []
@@ -291,6 +293,6 @@ def _seed_devices(db: SeedDatabase, *, rng: random.Random, now: datetime, ts: st
                         ("device_tag", tags), ("service_install", installs)):
         for row in rows:
             row["created_at"] = row["modified_at"] = ts
-        _bulk(db, table, rows)
+        bulk_insert(db, table, rows)
         counts[table] = len(rows)
     counts["device"] = n
