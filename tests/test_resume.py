@@ -11,6 +11,7 @@ import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 from conftest import rows, start_sim
@@ -32,15 +33,20 @@ value = "on"
 """
 
 
-@pytest.fixture
-def slow_sim(home: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[SimServer]:
-    server = start_sim(seed_demo=600, rate_limit="fixed:60/1s")
+def _sim_for_cli(monkeypatch: pytest.MonkeyPatch, **config: Any) -> Iterator[SimServer]:
+    """A simulator with 600 demo devices, its URL and key in the CLI's environment."""
+    server = start_sim(seed_demo=600, **config)
     monkeypatch.setenv("BALENA_API_URL", server.url)
     monkeypatch.setenv("BALENA_API_KEY", server.api_key)
     try:
         yield server
     finally:
         server.stop()
+
+
+@pytest.fixture
+def slow_sim(home: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[SimServer]:
+    yield from _sim_for_cli(monkeypatch, rate_limit="fixed:60/1s")
 
 
 def _done_items(home: Path) -> int:
@@ -122,13 +128,7 @@ def test_resume_of_finished_run_sends_nothing(slow_sim: SimServer, home: Path, t
 
 @pytest.fixture
 def latent_sim(home: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[SimServer]:
-    server = start_sim(seed_demo=600, faults="latency=4ms~2ms,methods=POST,seed=5")
-    monkeypatch.setenv("BALENA_API_URL", server.url)
-    monkeypatch.setenv("BALENA_API_KEY", server.api_key)
-    try:
-        yield server
-    finally:
-        server.stop()
+    yield from _sim_for_cli(monkeypatch, faults="latency=4ms~2ms,methods=POST,seed=5")
 
 
 def test_sigkill_at_random_points_then_resume(latent_sim: SimServer, home: Path, tmp_path: Path,
