@@ -23,7 +23,7 @@ test: lint
 	$(BIN)/python -m pytest -q -p no:cacheprovider
 
 demo: $(STAMP)
-	$(BIN)/python -m bulkops.demo
+	$(BIN)/python -m bulkops.cli.demo
 
 # Long: every scenario, every client, on a fresh simulator each (see bench/README.md). Not part of `test`.
 bench: $(STAMP)

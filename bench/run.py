@@ -28,10 +28,9 @@ from typing import Any
 
 import structlog
 
-from bench import measure, report
+from bench import measure, metrics, report
 from bench.measure import parse_limit
 from bench.scenarios import SCENARIOS, Scenario, Seeded, check, job_toml, probe_path, seed
-from bulkops.planfile import read_plan
 from bulkops.sim.server import SimConfig, SimServer
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -64,12 +63,6 @@ class Config:
 
 
 
-def _shown(path: Path) -> str:
-    """A path relative to the working directory when it lies below it (results name no home paths)."""
-    try:
-        return str(path.resolve().relative_to(Path.cwd()))
-    except ValueError:
-        return str(path)
 
 def _put_limit(url: str, spec: str) -> None:
     req = urllib.request.Request(
@@ -87,9 +80,9 @@ def command(
 ) -> list[str]:
     task = json.dumps(asdict(scenario.task))
     if client == "loop":
-        return [PY, "-m", "bench.loop_client", "--api-url", url, "--task", task, "--style", style]
+        return [PY, "-m", "bench.baselines.loop_client", "--api-url", url, "--task", task, "--style", style]
     if client == "async-fixed":
-        return [PY, "-m", "bench.async_fixed", "--api-url", url, "--task", task, "--style", style]
+        return [PY, "-m", "bench.baselines.async_fixed", "--api-url", url, "--task", task, "--style", style]
     if via == "library":
         extra = ["--plan-only", "-o", str(plan_out)] if scenario.plan_only else []
         return [PY, "-m", "bench.bulkops_lib", str(job), "--api-url", url, *extra]
@@ -103,23 +96,6 @@ def bulkops_via(choice: str) -> str:
     if choice != "auto":
         return choice
     return "cli" if importlib.util.find_spec("bulkops.config") is not None else "library"
-
-
-def _client_report(log: Path) -> dict[str, Any] | None:
-    for line in reversed(log.read_text(errors="replace").splitlines()):
-        if line.startswith("{"):
-            try:
-                out: dict[str, Any] = json.loads(line)
-                return out
-            except ValueError:
-                return None
-    return None
-
-
-def _plan_check(plan_out: Path, seeded: Seeded) -> tuple[int, dict[str, int]]:
-    counts = read_plan(plan_out).counts()
-    correct = sum(min(counts.get(k, 0), v) for k, v in seeded.plan_counts.items())
-    return correct, counts
 
 
 def _probe(url: str, key: str, path: str, times: int = 5) -> float:
@@ -182,7 +158,7 @@ def one_run(cfg: Config, scenario: Scenario, client: str, work: Path) -> dict[st
         after = check(sim.db, sim.demo, scenario, seeded)
     finally:
         sim.stop()
-    res = _metrics(
+    res = metrics.collect(
         cfg,
         scenario,
         client,
@@ -198,114 +174,6 @@ def one_run(cfg: Config, scenario: Scenario, client: str, work: Path) -> dict[st
     )
     res["sim_probe_ms"] = probe_ms
     return res
-
-
-def _metrics(
-    cfg: Config,
-    scenario: Scenario,
-    client: str,
-    seeded: Seeded,
-    before: Any,
-    after: Any,
-    child: measure.ChildResult,
-    entries: list[Any],
-    drop_at: float | None,
-    threshold: int,
-    run_dir: Path,
-    plan_out: Path,
-) -> dict[str, Any]:
-    requests = len(entries)
-    throttled = sum(1 for e in entries if e.status == 429)
-    out: dict[str, Any] = {
-        "client": client,
-        "exit_code": child.returncode,
-        "wall_s": round(child.wall, 3),
-        "requests": requests,
-        "throttled": throttled,
-        "admitted": requests - throttled,
-        "throttled_share": throttled / requests if requests else 0.0,
-        "correct": after.correct,
-        "total": after.total,
-        "initially_correct": before.correct,
-        "collateral": after.collateral,
-        "cpu_s": round(child.cpu, 3),
-        "peak_mb": round(child.peak_mb, 1),
-        "cpu_ms_per_request": round(1000 * child.cpu / requests, 3) if requests else None,
-        "capped": child.capped and client != "bulkops",
-        "timed_out": child.capped and client == "bulkops",
-        "errors": sum(1 for e in entries if e.status >= 400 and e.status != 429),
-        "log": _shown(run_dir / "client.log"),
-    }
-    if client != "bulkops":
-        out["client_report"] = _client_report(run_dir / "client.log")
-    else:  # when bulkops met its 429s, relative to its start (for reading the limiter's behaviour)
-        out["throttled_at_s"] = [round(e.time - child.started, 2) for e in entries if e.status == 429]
-    if scenario.halve_limit:
-        out["drop_threshold_admitted"] = threshold
-        out["drop_at_s"] = round(drop_at - child.started, 3) if drop_at is not None else None
-    if out["capped"]:
-        since = drop_at if (scenario.halve_limit and drop_at is not None) else child.started
-        ex = measure.extrapolate(
-            entries,
-            started=child.started,
-            stopped=child.started + child.wall,
-            since=since,
-            needed_writes=seeded.baseline_writes,
-            width=cfg.window,
-        )
-        out["extrapolated"] = {
-            "wall_s": round(ex.wall, 1),
-            "requests": ex.requests,
-            "throttled": ex.throttled,
-            "done_writes": ex.done_writes,
-            "needed_writes": ex.needed_writes,
-        }
-    if scenario.plan_only:
-        _plan_metrics(out, client, seeded, entries, plan_out)
-    if client == "bulkops" and not scenario.plan_only:
-        _efficiency(out, cfg, child, drop_at)
-    if scenario.halve_limit and drop_at is not None:
-        out["recovery"] = measure.recovery(
-            entries, drop=drop_at, width=cfg.window, points=max(1, cfg.points // 2)
-        )
-    return out
-
-
-def _efficiency(out: dict[str, Any], cfg: Config, child: measure.ChildResult, drop_at: float | None) -> None:
-    """(fewest requests ÷ admitted rate) ÷ wall time, with the admitted requests as the fewest the
-    strategy needed; with a drop, the capacity the limit offered over the run, time-weighted."""
-    rate = cfg.points / cfg.window
-    wall = child.wall
-    if drop_at is None:
-        capacity = rate * wall
-    else:
-        t = min(wall, max(0.0, drop_at - child.started))
-        capacity = rate * t + (max(1, cfg.points // 2) / cfg.window) * (wall - t)
-    out["admitted_rate_tw"] = round(capacity / wall, 2) if wall else None
-    out["efficiency"] = round(out["admitted"] / capacity, 3) if capacity else None
-
-
-def _plan_metrics(
-    out: dict[str, Any], client: str, seeded: Seeded, entries: list[Any], plan_out: Path
-) -> None:
-    gets = [e for e in entries if e.method == "GET" and e.status == 200]
-    device_pages = [e for e in gets if e.url.startswith("/v7/device?")]
-    tops = [int(p.split("&")[0]) for e in gets for p in e.url.split("$top=")[1:] if p.split("&")[0].isdigit()]
-    rows = seeded.devices + int(seeded.extra.get("env_rows", 0))
-    out["gets"] = len(gets)
-    out["rows_per_get"] = round(rows / len(gets), 1) if gets else None
-    out["device_rows_per_page"] = round(seeded.devices / len(device_pages), 1) if device_pages else None
-    out["min_top"] = min(tops) if tops else None
-    if client == "bulkops":
-        if plan_out.exists():
-            correct, counts = _plan_check(plan_out, seeded)
-            out["plan_counts"], out["expected_plan_counts"] = counts, dict(seeded.plan_counts)
-            out["correct"], out["total"] = correct, seeded.devices
-        else:
-            out["correct"], out["total"] = 0, seeded.devices
-    else:
-        got = (out.get("client_report") or {}).get("rows", 0)
-        out["correct"], out["total"] = (seeded.devices if got == rows else 0), seeded.devices
 
 
 def startup_cpu(work: Path) -> float | None:

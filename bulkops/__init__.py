@@ -13,10 +13,10 @@ The library API follows the pipeline::
 
 from __future__ import annotations
 
-from bulkops.apply import RunControl, apply_plan, summarize
-from bulkops.guards import check_apply
-from bulkops.job import load_job, parse_job
-from bulkops.journal import Journal
+from bulkops.apply.engine import RunControl, apply_plan, summarize
+from bulkops.apply.runner import load_run, new_run, open_client, run_plan
+from bulkops.job.load import load_job, parse_job
+from bulkops.journal.journal import Journal
 from bulkops.model import (
     Action,
     ActionType,
@@ -30,10 +30,11 @@ from bulkops.model import (
     RunState,
     RunSummary,
 )
-from bulkops.plan import make_plan, retry_plan
-from bulkops.planfile import read_plan, write_plan
-from bulkops.runner import load_run, new_run, open_client, run_plan
-from bulkops.undo import make_undo_plan
+from bulkops.plan.file import read_plan, write_plan
+from bulkops.plan.guards import check_apply
+from bulkops.plan.make import make_plan
+from bulkops.plan.retry import retry_plan
+from bulkops.plan.undo import make_undo_plan
 
 __all__ = [
     "Action", "ActionType", "ChangeKind", "ItemResult", "Job", "Journal", "Outcome", "Plan", "PlanItem",

@@ -1,5 +1,5 @@
 import sys
 
-from bulkops.cli import main
+from bulkops.cli.main import main
 
 sys.exit(main())

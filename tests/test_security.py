@@ -19,15 +19,15 @@ import orjson
 import pytest
 import structlog
 from aiohttp import web
-from conftest import start_sim
-from test_hostile_server import ThreadServer
-from test_kill_resume import REPO, child_env, job_text
 
-from bulkops.client import Client
-from bulkops.commands import Endpoint
+from bulkops.api.client import Client
+from bulkops.cli.commands import Endpoint
 from bulkops.config import load_settings
 from bulkops.errors import InputError, TransportError
 from bulkops.sim.server import SimConfig, SimServer
+from tests.api.test_hostile_server import ThreadServer
+from tests.apply.test_kill_resume import REPO, child_env, job_text
+from tests.conftest import start_sim
 
 TOKEN = "bo_SECRET_7f3a9c1e5d_token_value_0042"
 INSECURE = ("refusing to send the API token over plain http to 192.0.2.1: use an https:// API URL, or allow "

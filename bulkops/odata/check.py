@@ -11,10 +11,10 @@ from __future__ import annotations
 import difflib
 from collections.abc import Mapping
 
-from bulkops import schema
+from bulkops import v7
 from bulkops.errors import UnknownFieldError
 from bulkops.odata.ast import BinOp, Call, Count, In, Lambda, Literal, Node, Not, Path
-from bulkops.schema import FieldDef, Navigation, ResourceDef
+from bulkops.v7 import FieldDef, Navigation, ResourceDef
 
 Scope = Mapping[str, str]  # lambda variable -> the resource it ranges over
 
@@ -27,9 +27,9 @@ def _suggest(name: str, choices: list[str]) -> str:
 def lookup_resource(name: str) -> ResourceDef:
     """The resource called ``name`` (v7 name or canonical alias), else ``UnknownFieldError``."""
     try:
-        return schema.resource(name)
+        return v7.resource(name)
     except KeyError:
-        known = sorted(schema.RESOURCES)
+        known = sorted(v7.RESOURCES)
         raise UnknownFieldError(
             f"unknown resource {name!r}{_suggest(name, known)}"
         ) from None

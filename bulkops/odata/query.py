@@ -15,7 +15,8 @@ from typing import Any, TypeVar
 
 from bulkops.errors import FilterSyntaxError
 from bulkops.odata.ast import Literal, LiteralKind, Node, Path
-from bulkops.odata.parser import Parser, Tok, Token, describe
+from bulkops.odata.lexer import Tok, Token, describe
+from bulkops.odata.parser import Parser
 
 T = TypeVar("T")
 _UNSIGNED = re.compile(r"[0-9]+")

@@ -30,7 +30,7 @@ from bulkops.odata.ast import (
     Not,
     Path,
 )
-from bulkops.odata.parser import FUNCTIONS, IDENTIFIER, KEYWORDS, LAMBDA_KINDS, RANK, is_date, is_duration
+from bulkops.odata.lexer import FUNCTIONS, IDENTIFIER, KEYWORDS, LAMBDA_KINDS, RANK, is_date, is_duration
 
 _ATOM = 100  # rank of anything that needs no parentheses as an operand
 

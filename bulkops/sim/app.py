@@ -17,7 +17,7 @@ import structlog
 from aiohttp import web
 from aiohttp.typedefs import Handler, Middleware
 
-from bulkops import schema
+from bulkops import v7
 from bulkops.odata.ast import Literal
 from bulkops.odata.query import KeyAlias, KeyFields, KeyValue, QueryOptions
 from bulkops.sim.auth import READ_ONLY_RESOURCES, AuthFailed, Caller, authenticate, token_of
@@ -214,7 +214,7 @@ class Api:
 def v6_body(resource: str, body: dict[str, Any]) -> dict[str, Any]:
     """A /v6 write body in v7 terms: the v6 device pin field renamed, v6-only fields dropped (a
     non-null ``is_managed_by__device`` is refused with 400, as balena does)."""
-    v6_only = schema.V6_ONLY_FIELDS.get(resource, ())
+    v6_only = v7.V6_ONLY_FIELDS.get(resource, ())
     out: dict[str, Any] = {}
     for name, value in body.items():
         if name in v6_only:

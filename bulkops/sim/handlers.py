@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from functools import lru_cache
 from urllib.parse import unquote, unquote_plus
 
-from bulkops import schema
+from bulkops import v7
 from bulkops.errors import FilterSyntaxError
 from bulkops.odata.ast import Literal
 from bulkops.odata.parser import parse
@@ -26,8 +26,8 @@ from bulkops.odata.query import (
     parse_select,
     parse_top_skip,
 )
-from bulkops.schema import ResourceDef
 from bulkops.sim.rules import ApiError
+from bulkops.v7 import ResourceDef
 
 VERSIONS = ("v6", "v7")
 _PATH = re.compile(r"^(?P<res>[^()/]+)(?:\((?P<key>.*)\))?(?P<tail>/.*)?$", re.DOTALL)
@@ -76,7 +76,7 @@ def parse_target(version: str, rest: str) -> Target:
     if m is None:
         raise ApiError(401)
     try:
-        res = schema.resource(m.group("res"))
+        res = v7.resource(m.group("res"))
     except KeyError:
         raise ApiError(401) from None
     key: Key | None = None

@@ -16,11 +16,11 @@ from typing import Any
 
 import orjson
 
-from bulkops import schema
+from bulkops import v7
 from bulkops.odata.ast import Literal, LiteralKind
 from bulkops.odata.query import ExpandItem, Key, KeyAlias, KeyFields, KeyValue, QueryOptions
-from bulkops.schema import FieldDef, FieldType, ResourceDef
 from bulkops.sim.sql import CompileError, Compiler, Expr, Scope, target_resource
+from bulkops.v7 import FieldDef, FieldType, ResourceDef
 
 ROOT = "t0"
 Converter = Callable[[Any], Any] | None
@@ -69,9 +69,9 @@ V6_RENAMES: dict[tuple[str, str], str] = {("device", "should_be_running__release
 @lru_cache(maxsize=4096)
 def outputs(resource: str, names: tuple[str, ...], version: str) -> tuple[Output, ...]:
     """The answer's fields for ``$select`` ``names`` (empty: all) per API version; CompileError if unknown."""
-    res = schema.RESOURCES[resource]
+    res = v7.RESOURCES[resource]
     v6 = version == "v6"
-    v6_only = schema.V6_ONLY_FIELDS.get(resource, ()) if v6 else ()
+    v6_only = v7.V6_ONLY_FIELDS.get(resource, ()) if v6 else ()
     if not names:
         names = tuple(f.name for f in res.fields.values() if not (v6 and f.v7_only)) + v6_only
     out: list[Output] = []
@@ -248,7 +248,7 @@ class Reader:
             for pid, item in zip(ids, items, strict=True):
                 item[name] = children.get(pid, [])
 
-    def _join(self, res: ResourceDef, ids: list[int], nav: schema.Navigation, opts: QueryOptions) -> _Join:
+    def _join(self, res: ResourceDef, ids: list[int], nav: v7.Navigation, opts: QueryOptions) -> _Join:
         """``FROM parent p JOIN target t ON link WHERE p.id IN (ids) AND visible(t) AND filter``."""
         target = target_resource(nav)
         p = self.c.alias()
@@ -263,14 +263,14 @@ class Reader:
         return _Join(sql, [*link.params, orjson.dumps(ids).decode(), *wparams], target, p, t)
 
     def _expand_count(
-        self, res: ResourceDef, ids: list[int], nav: schema.Navigation, opts: QueryOptions
+        self, res: ResourceDef, ids: list[int], nav: v7.Navigation, opts: QueryOptions
     ) -> dict[int, int]:
         j = self._join(res, ids, nav, opts)
         sql = f'SELECT {j.parent}."id", COUNT(*) {j.sql} GROUP BY {j.parent}."id"'
         return {int(r[0]): int(r[1]) for r in self.conn.execute(sql, j.params)}
 
     def _expand_rows(
-        self, res: ResourceDef, ids: list[int], nav: schema.Navigation, opts: QueryOptions
+        self, res: ResourceDef, ids: list[int], nav: v7.Navigation, opts: QueryOptions
     ) -> dict[int, list[dict[str, Any]]]:
         j = self._join(res, ids, nav, opts)
         target, p, t, params = j.target, j.parent, j.child, j.params

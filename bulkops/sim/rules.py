@@ -13,9 +13,9 @@ from typing import Any
 
 import orjson
 
-from bulkops import schema
-from bulkops.schema import FieldDef, FieldType, ResourceDef
+from bulkops import v7
 from bulkops.sim.db import normalize_datetime
+from bulkops.v7 import FieldDef, FieldType, ResourceDef
 
 _DIGITS = re.compile(r"^[+-]?\d+$")
 _DEVICE_UUID = re.compile(r"^[a-f0-9]{32}([a-f0-9]{30})?$")
@@ -114,21 +114,21 @@ def check_values(res: ResourceDef, values: Mapping[str, Any], *, creating: bool)
     """balena's validation hooks for the values being written (POST, PATCH, PUT); ApiError(400)."""
     name = res.name
     problem: str | None = None
-    if name in schema.ENV_VAR_RESOURCES or name in schema.CONFIG_VAR_RESOURCES:
+    if name in v7.ENV_VAR_RESOURCES or name in v7.CONFIG_VAR_RESOURCES:
         if isinstance(values.get("name"), str):
             check = (
-                schema.check_env_var_name
-                if name in schema.ENV_VAR_RESOURCES
-                else schema.check_config_var_name
+                v7.check_env_var_name
+                if name in v7.ENV_VAR_RESOURCES
+                else v7.check_config_var_name
             )
             problem = check(values["name"])
         if problem is None and isinstance(values.get("value"), str):
-            problem = schema.check_var_value(values["value"], resource_name=name)
-    elif name in schema.TAG_RESOURCES:
+            problem = v7.check_var_value(values["value"], resource_name=name)
+    elif name in v7.TAG_RESOURCES:
         if isinstance(values.get("tag_key"), str):
-            problem = schema.check_tag_key(values["tag_key"], resource_name=name)
+            problem = v7.check_tag_key(values["tag_key"], resource_name=name)
         if problem is None and isinstance(values.get("value"), str):
-            problem = schema.check_tag_value(values["value"], resource_name=name)
+            problem = v7.check_tag_value(values["value"], resource_name=name)
     elif name == "device":
         device_name = values.get("device_name")
         if isinstance(device_name, str) and re.search(r"[\r\n]", device_name):

@@ -9,15 +9,11 @@ field (``id eq 'abc'``), raises ``CompileError`` — answered with 500 and an em
 
 from __future__ import annotations
 
-import re
-from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from decimal import Decimal
-from typing import Any, Protocol
+from typing import Any
 
-from bulkops import schema
+from bulkops import v7
 from bulkops.odata.ast import BinOp, Call, Count, In, Lambda, Literal, LiteralKind, Node, Not, Op, Path
-from bulkops.schema import Navigation, ResourceDef
 from bulkops.sim.db import iso, normalize_datetime
 from bulkops.sim.sqlfns import (
     BOOL,
@@ -36,6 +32,17 @@ from bulkops.sim.sqlfns import (
     Expr,
     field_kind,
 )
+from bulkops.sim.sqlscope import (
+    _ARITH,
+    _COMPARE,
+    _INT_TEXT,
+    Scope,
+    Visibility,
+    _num_param,
+    duration_seconds,
+    target_resource,
+)
+from bulkops.v7 import Navigation, ResourceDef
 
 __all__ = [
     "COMPUTED",
@@ -47,43 +54,6 @@ __all__ = [
     "field_kind",
     "target_resource",
 ]
-
-_COMPARE = {Op.EQ: "IS", Op.NE: "IS NOT", Op.GT: ">", Op.GE: ">=", Op.LT: "<", Op.LE: "<="}
-_ARITH = {Op.ADD: "+", Op.SUB: "-", Op.MUL: "*", Op.DIV: "/", Op.MOD: "%"}
-_INT_TEXT = re.compile(r"^[+-]?\d+$")
-_DURATION = re.compile(
-    r"^(-)?P(?:(\d+(?:\.\d+)?)D)?(?:T(?:(\d+(?:\.\d+)?)H)?(?:(\d+(?:\.\d+)?)M)?"
-    r"(?:(\d+(?:\.\d+)?)S)?)?$"
-)
-
-
-class Visibility(Protocol):
-    """What the caller may see: a SQL condition on ``alias`` for rows of ``resource``, or None (all)."""
-
-    def condition(self, resource: str, alias: str) -> tuple[str, list[Any]] | None: ...
-
-
-@dataclass(slots=True)
-class Scope:
-    """Names in reach while compiling: lambda variables and the resource unprefixed paths start from."""
-
-    default: tuple[ResourceDef, str]
-    variables: dict[str, tuple[ResourceDef, str]] = field(default_factory=dict)
-
-
-def _num_param(value: Any) -> Any:
-    return float(value) if isinstance(value, Decimal) else value
-
-
-def duration_seconds(text: str) -> float:
-    """Seconds of an ISO-8601 duration ``[-]P[nD][T[nH][nM][nS]]``; CompileError if malformed."""
-    m = _DURATION.match(text)
-    if m is None or not any(m.groups()[1:]):
-        raise CompileError(f"bad duration {text!r}")
-    days, hours, minutes, seconds = (float(g) if g else 0.0 for g in m.groups()[1:])
-    total = days * 86400 + hours * 3600 + minutes * 60 + seconds
-    return -total if m.group(1) else total
-
 
 class Compiler:
     """One compilation: allocates table aliases and carries the caller's visibility and the clock."""
@@ -115,7 +85,7 @@ class Compiler:
 
     def link(self, res: ResourceDef, alias: str, nav: Navigation, target_alias: str) -> Expr:
         """The condition joining ``target_alias`` (rows of ``nav.target``) to the row ``alias``."""
-        if nav.name == schema.DIRECT_ACCESS_NAV:
+        if nav.name == v7.DIRECT_ACCESS_NAV:
             m = self.alias()
             return Expr(
                 f'{target_alias}."id" IN (SELECT {m}."user" FROM "organization_membership" {m} '
@@ -408,10 +378,3 @@ class Compiler:
         direction = "DESC" if descending else "ASC"
         nulls = (" NULLS FIRST" if descending else " NULLS LAST") if e.nullable else ""
         return f"{e.sql} {direction}{nulls}", e.params
-
-
-def target_resource(nav: Navigation) -> ResourceDef:
-    try:
-        return schema.RESOURCES[nav.target]
-    except KeyError:
-        raise CompileError(f"navigation {nav.name} leads to {nav.target}, which is not served") from None

@@ -8,8 +8,8 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Protocol
 
-from bulkops.schema import FieldDef, FieldType
 from bulkops.sim.db import iso
+from bulkops.v7 import FieldDef, FieldType
 
 INT, NUM, BOOL, TEXT, DATETIME, DATE, JSON, NULL, DURATION = (
     "int",

@@ -14,9 +14,8 @@ from typing import Any
 
 import orjson
 
-from bulkops import schema
+from bulkops import v7
 from bulkops.odata.query import QueryOptions
-from bulkops.schema import FieldType, ResourceDef
 from bulkops.sim.auth import Caller
 from bulkops.sim.db import Database
 from bulkops.sim.read import ROOT, limit_clause, order_clause, where_clause
@@ -32,6 +31,7 @@ from bulkops.sim.rules import (
     unique_message,
 )
 from bulkops.sim.sql import COMPUTED, Compiler, Expr
+from bulkops.v7 import FieldType, ResourceDef
 
 _IDS = "(SELECT value FROM json_each(?))"
 _OS_VARIANT = re.compile(r"^.*\((.+)\)$")
@@ -72,7 +72,7 @@ class Writer:
     def check_links(self, res: ResourceDef, values: Mapping[str, Any]) -> None:
         for name, value in values.items():
             fd = res.fields[name]
-            if fd.type is not FieldType.FK or value is None or fd.references not in schema.RESOURCES:
+            if fd.type is not FieldType.FK or value is None or fd.references not in v7.RESOURCES:
                 continue
             assert fd.references is not None
             seen = self._visible(fd.references, value)

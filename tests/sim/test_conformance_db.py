@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from pathlib import Path
 
-from bulkops import schema
+from bulkops import v7
 from bulkops.sim.db import Database
 
 
@@ -15,7 +15,7 @@ def test_file_database_uses_wal_and_has_every_table(tmp_path: Path) -> None:
     db = Database.open(path)
     assert db.conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
     tables = {r[0] for r in db.conn.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
-    assert set(schema.RESOURCES) <= tables
+    assert set(v7.RESOURCES) <= tables
     org = db.insert("organization", {"name": "Org", "handle": "org"})
     db.close()
     again = Database.open(path)
@@ -26,14 +26,14 @@ def test_file_database_uses_wal_and_has_every_table(tmp_path: Path) -> None:
 def test_every_link_and_unique_key_is_indexed() -> None:
     """Each FK column leads some index; each unique key has a unique index."""
     db = Database.open()
-    for res in schema.RESOURCES.values():
+    for res in v7.RESOURCES.values():
         indexes = db.conn.execute(f'PRAGMA index_list("{res.name}")').fetchall()
         leading = {db.conn.execute(f'PRAGMA index_info("{ix[1]}")').fetchall()[0][2] for ix in indexes}
         unique = {
             tuple(c[2] for c in db.conn.execute(f'PRAGMA index_info("{ix[1]}")')) for ix in indexes if ix[2]
         }
         for fd in res.fields.values():
-            if fd.type is schema.FieldType.FK and not fd.computed:
+            if fd.type is v7.FieldType.FK and not fd.computed:
                 assert fd.name in leading, (res.name, fd.name)
         for key in res.unique_keys:
             assert tuple(key) in unique, (res.name, key)

@@ -1,0 +1,62 @@
+"""The "async-fixed" baseline: a typical aiohttp script with a fixed concurrency of 16.
+
+    BALENA_API_KEY=... python -m bench.async_fixed --api-url URL --task '{"kind": "set_env", ...}'
+
+It lists the fleet's devices in one GET, then 16 workers take devices from a queue and run the same
+per-device steps as the loop client (``bench/baseline.py``); each request that gets ``429`` sleeps its
+own ``Retry-After`` and is sent again — the workers do not coordinate. At the end it prints its own
+counters as one JSON line.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import time
+
+from bench.baselines.common import STYLES, Api, Counters, do_device, list_devices, read_all, report, session
+
+WORKERS = 16
+
+
+async def main(api_url: str, api_key: str, task: dict[str, str], style: str, workers: int) -> Counters:
+    counters = Counters()
+    async with session(api_key, connections=workers) as http:
+        api = Api(http, api_url, counters)
+        if task["kind"] == "read":
+            await read_all(api, task)
+            return counters
+        devices, ctx = await list_devices(api, task)
+        queue: asyncio.Queue[int] = asyncio.Queue()
+        for device in devices:
+            queue.put_nowait(device)
+
+        async def worker() -> None:
+            while not queue.empty():
+                device = queue.get_nowait()
+                await do_device(api, task, ctx, device, style)
+
+        async with asyncio.TaskGroup() as tg:
+            for _ in range(workers):
+                tg.create_task(worker())
+    return counters
+
+
+def cli() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--api-url", required=True)
+    parser.add_argument("--task", required=True, help="the task as JSON (bench.scenarios.Task)")
+    parser.add_argument("--style", choices=STYLES, default=STYLES[0], help="set_env per device")
+    parser.add_argument("--workers", type=int, default=WORKERS)
+    args = parser.parse_args()
+    started = time.monotonic()
+    counters = asyncio.run(
+        main(args.api_url, os.environ["BALENA_API_KEY"], json.loads(args.task), args.style, args.workers)
+    )
+    report(counters, time.monotonic() - started)
+
+
+if __name__ == "__main__":
+    cli()

@@ -1,0 +1,1 @@
+"""The command line: arguments, commands, the progress display and the demo."""

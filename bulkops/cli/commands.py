@@ -1,0 +1,274 @@
+"""The handlers behind each ``bulkops`` subcommand; each returns an exit code."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import anyio
+
+from bulkops.api.limiter import AdaptiveLimiter
+from bulkops.apply.runner import load_run, new_run, open_client, run_plan
+from bulkops.cli.progress import ProgressLine
+from bulkops.config import load_settings
+from bulkops.errors import ExitCode, GuardError, InputError
+from bulkops.job.load import read_job
+from bulkops.journal import report, runs
+from bulkops.journal.journal import DONE, Journal, list_runs
+from bulkops.journal.runs import PLAN_FILE
+from bulkops.model import ChangeKind, Job, Outcome, Plan, RunState, RunSummary
+from bulkops.plan.allowlist import check_plan_fleets
+from bulkops.plan.file import read_plan, write_plan
+from bulkops.plan.guards import check_apply
+from bulkops.plan.make import make_plan
+from bulkops.plan.preview import preview_json, preview_text, to_json_bytes
+from bulkops.plan.retry import retry_plan
+from bulkops.plan.undo import make_undo_plan
+
+
+@dataclass(frozen=True, slots=True)
+class Endpoint:
+    api_url: str
+    token: str
+    allow_insecure_http: bool
+
+    def __repr__(self) -> str:
+        return f"Endpoint(api_url={self.api_url!r}, token=<redacted>)"
+
+
+def endpoint(args: argparse.Namespace) -> Endpoint:
+    settings = load_settings(api_url=args.api_url, allow_insecure_http=args.allow_insecure_http)
+    return Endpoint(settings.api_url, settings.token, args.allow_insecure_http)
+
+
+def exit_code(summary: RunSummary) -> ExitCode:
+    if summary.state is RunState.INTERRUPTED:
+        return ExitCode.INTERRUPTED
+    if summary.state is RunState.STOPPED:
+        return ExitCode.RUN_FAILED
+    bad = summary.counts.get(Outcome.FAILED.value, 0) + summary.counts.get(Outcome.DRIFTED.value, 0)
+    return ExitCode.SOME_FAILED if bad else ExitCode.OK
+
+
+def confirm(plan: Plan, *, yes: bool, stdin_tty: bool | None = None) -> None:
+    """Ask on a terminal; without one, ``--yes`` is required (and ``expect.max`` for deletions)."""
+    active = sum(1 for it in plan.items if it.kind is not ChangeKind.NOOP)
+    if not active:
+        return
+    destructive = any(it.kind is ChangeKind.DELETE for it in plan.items)
+    tty = sys.stdin.isatty() if stdin_tty is None else stdin_tty
+    if yes:
+        if destructive and not tty and plan.expect.max is None:
+            raise GuardError(
+                f"the plan deletes rows of {active} targets; without a terminal this needs expect.max "
+                "in the job file"
+            )
+        return
+    if not tty:
+        raise GuardError(f"no terminal to confirm {active} changes: pass --yes to apply them without asking")
+    if destructive and active > plan.options.confirm_threshold:
+        answer = input(f"This deletes rows of {active} targets. Type {active} to go on: ")
+        if answer.strip() != str(active):
+            raise GuardError("the typed count did not match: nothing was applied")
+        return
+    answer = input(f"Apply {active} changes? [y/N] ")
+    if answer.strip().lower() not in {"y", "yes"}:
+        raise GuardError("not confirmed: nothing was applied")
+
+
+def run_async(fn: Any, *args: Any) -> Any:
+    return anyio.run(fn, *args)
+
+
+def plan_output(args: argparse.Namespace, name: str) -> Path:
+    return Path(args.output) if getattr(args, "output", None) else Path(f"{name}.plan.json")
+
+
+def _out(text: str) -> None:
+    sys.stdout.write(text if text.endswith("\n") else text + "\n")
+    sys.stdout.flush()
+
+
+def cmd_validate(args: argparse.Namespace) -> int:
+    loaded = read_job(args.job)
+    job = loaded.job
+    _out(f"{args.job}: ok — {job.name}: {job.action.type.value} on {job.target.resource}")
+    for note in loaded.notes:
+        _out(f"note: {note}")
+    return int(ExitCode.OK)
+
+
+async def _plan(job: Job, ep: Endpoint) -> Plan:
+    insecure = ep.allow_insecure_http
+    async with open_client(ep.api_url, ep.token, job.options, allow_insecure_http=insecure) as client:
+        return await make_plan(job, client, api_url=ep.api_url)
+
+
+def _show_preview(plan: Plan, notes: tuple[str, ...], as_json: bool) -> None:
+    if as_json:
+        _out(to_json_bytes(preview_json(plan, notes)).decode())
+    else:
+        _out(preview_text(plan, notes))
+
+
+async def _retry(directory: Path, ep: Endpoint) -> Plan:
+    plan, journal = load_run(directory)
+    try:
+        insecure = ep.allow_insecure_http
+        async with open_client(ep.api_url, ep.token, plan.options, allow_insecure_http=insecure) as client:
+            return await retry_plan(plan, journal, client)
+    finally:
+        journal.close()
+
+
+async def _undo(directory: Path, ep: Endpoint) -> Plan:
+    plan, journal = load_run(directory)
+    try:
+        insecure = ep.allow_insecure_http
+        async with open_client(ep.api_url, ep.token, plan.options, allow_insecure_http=insecure) as client:
+            return await make_undo_plan(plan, journal, client)
+    finally:
+        journal.close()
+
+
+def cmd_undo(args: argparse.Namespace) -> int:
+    directory = runs.run_dir(args.run)
+    ep = endpoint(args)
+    original = read_plan(directory / PLAN_FILE)
+    if original.api_url.rstrip("/") != ep.api_url.rstrip("/"):
+        raise GuardError(f"the run was made against {original.api_url}, not {ep.api_url}")
+    plan = run_async(_undo, directory, ep)
+    out = Path(args.output) if args.output else Path(f"{plan.job_name}.plan.json")
+    write_plan(plan, out)
+    _show_preview(plan, (), args.json)
+    print(f"bulkops: undo plan written to {out} (apply it with `bulkops apply {out}`)", file=sys.stderr)
+    return int(ExitCode.OK)
+
+
+def cmd_plan(args: argparse.Namespace) -> int:
+    if args.retry_failed:
+        if args.job:
+            raise InputError("give a job file or --retry-failed RUN, not both")
+        directory = runs.run_dir(args.retry_failed)
+        plan = run_async(_retry, directory, endpoint(args))
+        out = Path(args.output) if args.output else Path(f"{plan.job_name}.retry.plan.json")
+        write_plan(plan, out)
+        _show_preview(plan, (), args.json)
+        print(f"bulkops: plan written to {out} (apply it with `bulkops apply {out}`)", file=sys.stderr)
+        return int(ExitCode.OK)
+    if not args.job:
+        raise InputError("give a job file (or --retry-failed RUN)")
+    loaded = read_job(args.job)
+    plan = run_async(_plan, loaded.job, endpoint(args))
+    out = plan_output(args, loaded.job.name)
+    write_plan(plan, out)
+    _show_preview(plan, loaded.notes, args.json)
+    print(f"bulkops: plan written to {out} (apply it with `bulkops apply {out}`)", file=sys.stderr)
+    return int(ExitCode.OK)
+
+
+async def _apply(plan: Plan, ep: Endpoint, run_dir: Path | None) -> RunSummary:
+    limiter = AdaptiveLimiter(max_concurrency=plan.options.max_concurrency)
+    progress = ProgressLine(limiter)
+    async with open_client(ep.api_url, ep.token, plan.options, allow_insecure_http=ep.allow_insecure_http,
+                           limiter=limiter) as client:
+        if run_dir is None:
+            await check_plan_fleets(plan, client)
+            journal = new_run(plan)
+        else:
+            plan, journal = load_run(run_dir)
+            try:
+                await check_plan_fleets(plan, client)
+            except BaseException:
+                journal.close()
+                raise
+        try:
+            print(f"bulkops: run {journal.run_id}", file=sys.stderr)
+            return await run_plan(plan, client, journal, on_progress=progress)
+        finally:
+            journal.close()
+
+
+def _finish(summary: RunSummary) -> int:
+    journal_dir = runs.run_dir(summary.run_id)
+    journal = Journal.open(journal_dir)
+    try:
+        _out(report.summary_text(journal))
+    finally:
+        journal.close()
+    print(f"bulkops: {summary.requests} requests sent ({summary.throttled} throttled) "
+          f"in {summary.elapsed:.2f}s", file=sys.stderr)
+    code = exit_code(summary)
+    if summary.state in {RunState.INTERRUPTED, RunState.STOPPED}:
+        if summary.message and summary.state is RunState.STOPPED:
+            print(f"bulkops: run stopped: {summary.message}", file=sys.stderr)
+        print(f"bulkops: continue with `bulkops resume {summary.run_id}`", file=sys.stderr)
+    return int(code)
+
+
+def cmd_apply(args: argparse.Namespace) -> int:
+    plan = read_plan(args.plan)
+    ep = endpoint(args)
+    check_apply(plan, api_url=ep.api_url, force=args.force)
+    confirm(plan, yes=args.yes)
+    return _finish(run_async(_apply, plan, ep, None))
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    loaded = read_job(args.job)
+    ep = endpoint(args)
+    plan = run_async(_plan, loaded.job, ep)
+    _show_preview(plan, loaded.notes, args.json)
+    if all(it.kind is ChangeKind.NOOP for it in plan.items):
+        print("bulkops: nothing to apply; no run was started", file=sys.stderr)
+        return int(ExitCode.OK)
+    check_apply(plan, api_url=ep.api_url)
+    confirm(plan, yes=args.yes)
+    return _finish(run_async(_apply, plan, ep, None))
+
+
+def cmd_resume(args: argparse.Namespace) -> int:
+    directory = runs.run_dir(args.run)
+    plan, journal = load_run(directory)
+    try:
+        pending = sum(1 for j in journal.items() if j.state != DONE)
+    finally:
+        journal.close()
+    ep = endpoint(args)
+    if plan.api_url.rstrip("/") != ep.api_url.rstrip("/"):
+        raise GuardError(f"the run was made against {plan.api_url}, not {ep.api_url}")
+    print(f"bulkops: resuming run {directory.name}: {pending} items left", file=sys.stderr)
+    return _finish(run_async(_apply, plan, ep, directory))
+
+
+def cmd_runs(args: argparse.Namespace) -> int:
+    found = list_runs()
+    if not found:
+        _out(f"no runs in {runs.runs_dir()}")
+        return int(ExitCode.OK)
+    _out(f"{'RUN':<26} {'STATE':<12} {'TOTAL':>6} {'APPLIED':>8} {'NOOP':>6} {'DRIFTED':>8} {'FAILED':>7} "
+         f"{'LEFT':>6}  JOB")
+    for r in found:
+        c = r.counts
+        _out(f"{r.run_id:<26} {r.state:<12} {r.total:>6} {c['applied']:>8} {c['noop']:>6} {c['drifted']:>8} "
+             f"{c['failed']:>7} {c['not_attempted']:>6}  {r.job_name} ({r.action})")
+    return int(ExitCode.OK)
+
+
+def cmd_report(args: argparse.Namespace) -> int:
+    journal = Journal.open(runs.run_dir(args.run))
+    try:
+        _out(report.summary_text(journal))
+        if args.csv:
+            report.write_csv(journal, args.csv)
+            print(f"bulkops: wrote {args.csv}", file=sys.stderr)
+        if args.json:
+            report.write_json(journal, args.json)
+            print(f"bulkops: wrote {args.json}", file=sys.stderr)
+    finally:
+        journal.close()
+    return int(ExitCode.OK)
+

@@ -1,0 +1,94 @@
+"""Per-target results of a run, from its journal: a summary, CSV and JSON."""
+
+from __future__ import annotations
+
+import csv
+import io
+from pathlib import Path
+from typing import Any
+
+import orjson
+
+from bulkops.journal.journal import Journal, JournalItem
+from bulkops.journal.runs import write_private
+from bulkops.model import Outcome
+
+COLUMNS = ("index", "id", "label", "kind", "resource", "row_id", "before", "after", "outcome", "status",
+           "attempts", "error")
+
+
+def _cell(value: Any) -> str:
+    if value is None:
+        return ""
+    if isinstance(value, dict | list):
+        return orjson.dumps(value, option=orjson.OPT_SORT_KEYS).decode()
+    return str(value)
+
+
+def rows(journal: Journal) -> list[dict[str, Any]]:
+    """One row per plan item; an item without an outcome is ``not_attempted``."""
+    return [_row(j) for j in journal.items()]
+
+
+def _row(j: JournalItem) -> dict[str, Any]:
+    return {
+        "index": j.index, "id": j.target_id, "label": j.label, "kind": j.kind.value, "resource": j.resource,
+        "row_id": j.row_id, "before": j.before, "after": j.after,
+        "outcome": (j.outcome or Outcome.NOT_ATTEMPTED).value, "status": j.status, "attempts": j.attempts,
+        "error": j.error,
+    }
+
+
+def report_json(journal: Journal) -> dict[str, Any]:
+    info = journal.info()
+    attempts = journal.attempts()
+    return {
+        "run_id": info.run_id, "state": info.state, "job": info.job_name, "action": info.action,
+        "created_at": info.created_at, "updated_at": info.updated_at, "message": journal.message(),
+        "total": info.total, "counts": info.counts, "requests_journaled": len(attempts),
+        "items": rows(journal),
+    }
+
+
+def write_json(journal: Journal, path: str | Path) -> None:
+    write_private(Path(path), orjson.dumps(report_json(journal), option=orjson.OPT_INDENT_2))
+
+
+def csv_text(journal: Journal) -> str:
+    buf = io.StringIO()
+    writer = csv.writer(buf, lineterminator="\n")
+    writer.writerow(COLUMNS)
+    for r in rows(journal):
+        writer.writerow([_cell(r[c]) for c in COLUMNS])
+    return buf.getvalue()
+
+
+def write_csv(journal: Journal, path: str | Path) -> None:
+    write_private(Path(path), csv_text(journal).encode())
+
+
+def summary_text(journal: Journal) -> str:
+    info = journal.info()
+    counts = info.counts
+    order = [o.value for o in (Outcome.APPLIED, Outcome.NOOP, Outcome.DRIFTED, Outcome.FAILED,
+                               Outcome.NOT_ATTEMPTED, Outcome.SKIPPED)]
+    lines = [
+        f"run      {info.run_id}   job {info.job_name}   action {info.action}",
+        f"state    {info.state}" + (f" ({journal.message()})" if journal.message() else ""),
+        f"targets  {info.total}",
+        "outcomes " + "   ".join(f"{k} {counts.get(k, 0)}" for k in order),
+        f"writes   {_plural(len(journal.attempts()), 'write request')} journaled",
+    ]
+    bad = [j for j in journal.items() if j.outcome in {Outcome.FAILED, Outcome.DRIFTED}]
+    if bad:
+        lines.append("not applied")
+        for j in bad[:10]:
+            status = f" HTTP {j.status}" if j.status else ""
+            lines.append(f"  {j.outcome.value if j.outcome else ''} {j.label}{status}: {j.error or ''}")
+        if len(bad) > 10:
+            lines.append(f"  … and {len(bad) - 10} more (see --csv / --json)")
+    return "\n".join(lines)
+
+
+def _plural(n: int, word: str) -> str:
+    return f"{n} {word}" if n == 1 else f"{n} {word}s"

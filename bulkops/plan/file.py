@@ -1,0 +1,137 @@
+"""The plan file: a Plan as JSON (orjson), written owner-only (0600). It never holds the token."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Mapping
+from datetime import datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import orjson
+
+from bulkops.errors import PlanFileError
+from bulkops.journal.runs import write_private
+from bulkops.model import (
+    PLAN_FORMAT,
+    Action,
+    ActionType,
+    ApplyOptions,
+    ChangeKind,
+    Expect,
+    Plan,
+    PlanItem,
+)
+
+
+def plan_to_json(plan: Plan, *, with_items: bool = True) -> dict[str, Any]:
+    a, o = plan.action, plan.options
+    return {
+        "format": plan.format,
+        "plan_id": plan.plan_id,
+        "job_name": plan.job_name,
+        "job_path": plan.job_path,
+        "job_fingerprint": plan.job_fingerprint,
+        "api_url": plan.api_url,
+        "created_at": plan.created_at.isoformat(),
+        "target_resource": plan.target_resource,
+        "compiled_filter": plan.compiled_filter,
+        "action": {"type": a.type.value, "name": a.name, "key": a.key, "value": a.value,
+                   "fields": dict(a.fields), "to_fleet": a.to_fleet, "release": a.release},
+        "expect": {"min": plan.expect.min, "max": plan.expect.max, "max_share": plan.expect.max_share},
+        "allow_fleets": list(plan.allow_fleets),
+        "fleets": list(plan.fleets),
+        "fleet_ids": dict(plan.fleet_ids),
+        "undo_of": plan.undo_of,
+        "options": {"batch_size": o.batch_size, "max_retry_after": o.max_retry_after,
+                    "max_attempts": o.max_attempts, "max_retry_time": o.max_retry_time,
+                    "request_timeout": o.request_timeout, "max_concurrency": o.max_concurrency,
+                    "max_plan_age": o.max_plan_age.total_seconds(),
+                    "confirm_threshold": o.confirm_threshold},
+        "population": plan.population,
+        "irreversible": plan.irreversible,
+        "warnings": list(plan.warnings),
+        "counts": plan.counts(),
+    } | ({"items": [item_to_json(it) for it in plan.items]} if with_items else {})
+
+
+def item_to_json(it: PlanItem) -> dict[str, Any]:
+    return {"target_id": it.target_id, "label": it.label, "kind": it.kind.value, "resource": it.resource,
+            "row_id": it.row_id, "before": _plain(it.before), "after": _plain(it.after),
+            "key": dict(it.key), "stage": it.stage}
+
+
+def plan_chunks(plan: Plan) -> Iterator[bytes]:
+    """The plan file's bytes in pieces: the header indented, then one item per line. Streaming the
+    items keeps a 100,000-target plan from being held twice in memory as JSON."""
+    head = orjson.dumps(plan_to_json(plan, with_items=False), option=orjson.OPT_INDENT_2)
+    yield head[: head.rindex(b"}")].rstrip() + b',\n  "items": ['
+    for n, it in enumerate(plan.items):
+        yield (b",\n    " if n else b"\n    ") + orjson.dumps(item_to_json(it))
+    yield b"\n  ]\n}\n"
+
+
+def _plain(value: Mapping[str, Any] | None) -> dict[str, Any] | None:
+    return None if value is None else dict(value)
+
+
+def plan_from_json(data: Mapping[str, Any]) -> Plan:
+    fmt = data.get("format")
+    if fmt != PLAN_FORMAT:
+        raise PlanFileError(f"plan format {fmt!r} is not supported (this bulkops reads format {PLAN_FORMAT})")
+    a, e, o = data["action"], data["expect"], data["options"]
+    return Plan(
+        job_name=data["job_name"],
+        job_path=data["job_path"],
+        job_fingerprint=data["job_fingerprint"],
+        api_url=data["api_url"],
+        created_at=datetime.fromisoformat(data["created_at"]),
+        target_resource=data["target_resource"],
+        compiled_filter=data["compiled_filter"],
+        action=Action(ActionType(a["type"]), a.get("name"), a.get("key"), a.get("value"),
+                      dict(a.get("fields") or {}), a.get("to_fleet"), a.get("release")),
+        items=tuple(
+            PlanItem(int(i["target_id"]), str(i["label"]), ChangeKind(i["kind"]), str(i["resource"]),
+                     i["row_id"], i["before"], i["after"], dict(i["key"]), int(i.get("stage", 0)))
+            for i in data["items"]
+        ),
+        population=int(data["population"]),
+        expect=Expect(e.get("min"), e.get("max"), e.get("max_share")),
+        allow_fleets=tuple(data.get("allow_fleets", ())),
+        options=ApplyOptions(
+            batch_size=int(o["batch_size"]), max_retry_after=float(o["max_retry_after"]),
+            max_attempts=int(o["max_attempts"]), max_retry_time=float(o["max_retry_time"]),
+            request_timeout=float(o["request_timeout"]), max_concurrency=int(o["max_concurrency"]),
+            max_plan_age=timedelta(seconds=float(o["max_plan_age"])),
+            confirm_threshold=int(o["confirm_threshold"]),
+        ),
+        warnings=tuple(data.get("warnings", ())),
+        irreversible=bool(data.get("irreversible", False)),
+        plan_id=str(data.get("plan_id", "")),
+        format=fmt,
+        fleets=tuple(data.get("fleets", ())),
+        fleet_ids={str(k): int(v) for k, v in (data.get("fleet_ids") or {}).items()},
+        undo_of=str(data.get("undo_of", "")),
+    )
+
+
+def write_plan(plan: Plan, path: str | Path) -> None:
+    """Write the plan to ``path`` (mode 0600, atomic)."""
+    write_private(Path(path), plan_chunks(plan))
+
+
+def read_plan(path: str | Path) -> Plan:
+    """Read a plan file; :class:`PlanFileError` if it is missing, not JSON, or not a plan."""
+    try:
+        data = orjson.loads(Path(path).read_bytes())
+    except FileNotFoundError as exc:
+        raise PlanFileError(f"{path}: no such plan file") from exc
+    except orjson.JSONDecodeError as exc:
+        raise PlanFileError(f"{path}: not a plan file (invalid JSON: {exc})") from exc
+    if not isinstance(data, dict):
+        raise PlanFileError(f"{path}: not a plan file (expected a JSON object)")
+    try:
+        return plan_from_json(data)
+    except PlanFileError as exc:
+        raise PlanFileError(f"{path}: {exc}") from exc
+    except (KeyError, TypeError, ValueError) as exc:
+        raise PlanFileError(f"{path}: not a plan file ({type(exc).__name__}: {exc})") from exc

@@ -1,0 +1,1 @@
+"""The bulkops test suite: one folder per package, against the simulator over real HTTP."""
