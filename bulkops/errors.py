@@ -5,6 +5,8 @@
     │   ├── JobFileError              a job file is malformed: names the file, the key, what is accepted
     │   ├── FilterSyntaxError         an OData $filter does not parse: names the position
     │   ├── UnknownFieldError         a resource, field or navigation is not in the v7 model
+    │   ├── FilterModelError          a $filter that parses but does not fit the v7 model (a collection
+    │   │                             without any/all, a literal of the wrong type, a value never taken)
     │   └── PlanFileError             a plan file is unreadable or of another format version
     ├── GuardError                    a safety guard refused the plan (exit 3)
     ├── RemoteError                   the API said no; carries method, url (never the token), status
@@ -14,7 +16,9 @@
     │   ├── RateLimitedError          429; ``retry_after`` in seconds
     │   ├── ClientRequestError        other 4xx: the request itself is wrong; never retried
     │   ├── ServerError               5xx; retried with backoff, then reported per target
-    │   ├── TransportError            connection reset, refused, timeout, truncated answer
+    │   ├── TransportError            no usable answer; the base of the two below
+    │   │   ├── ConnectError          never sent: refused, unreachable, DNS, TLS handshake, connect timeout
+    │   │   └── NoAnswerError         sent, no complete answer (read timeout, reset, cut off): may be applied
     │   └── BadResponseError          an answer that is not what balena sends (HTML, wrong types, no ``d``)
     └── RunError                      the run itself failed (exit 4)
         ├── JournalError              the journal cannot be opened or written
@@ -84,6 +88,12 @@ class UnknownFieldError(InputError):
     """A resource, field or navigation name is not in the balena v7 model."""
 
 
+class FilterModelError(InputError):
+    """A ``$filter`` parses and names only known fields, but does not fit the v7 model: a path through
+    a to-many navigation without ``any``/``all``, a literal of another type than its field's, or a value
+    an enumerated field never takes. balena answers such filters with a 500 or silently matches nothing."""
+
+
 class PlanFileError(InputError):
     """A plan file cannot be read, or was written by an incompatible version."""
 
@@ -151,7 +161,19 @@ class ServerError(RemoteError):
 
 
 class TransportError(RemoteError):
-    """No usable answer: connection refused or reset, timeout, truncated body."""
+    """No usable answer: connection refused or reset, timeout, truncated body. Catch this to handle both
+    kinds below; tell them apart where it matters (a POST that was never sent may be sent again, one
+    that may have been applied must be resolved by reading)."""
+
+
+class ConnectError(TransportError):
+    """The request never reached the server: the connection was refused or timed out, the host did not
+    resolve, the TLS handshake failed. Nothing of it was applied."""
+
+
+class NoAnswerError(TransportError):
+    """The request was sent (or partly sent) and no complete answer came back: the answer timed out, the
+    connection was reset or closed, the body was cut off. The server may have applied it."""
 
 
 class BadResponseError(RemoteError):
