@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
-from typing import Any, TypeVar
+from datetime import UTC, datetime
+from email.utils import parsedate_to_datetime
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import aiohttp
 
@@ -13,21 +16,38 @@ from bulkops.errors import (
     BadResponseError,
     ClientRequestError,
     ConflictError,
+    ConnectError,
+    NoAnswerError,
     NotFoundError,
     RemoteError,
     RetryAfterTooLongError,
     ServerError,
-    TransportError,
 )
+
+if TYPE_CHECKING:
+    from bulkops.api.limiter import WaitTooLong
+
+CONNECT_TIMEOUT = 10.0  # seconds to connect at most (less when the request timeout is shorter)
 
 
 class _NoAnswer(Exception):
-    """Internal: a request got no usable answer; ``reason`` says why (never the token)."""
+    """Internal: a request got no usable answer; ``reason`` says why (never the token); ``sent``: the
+    request reached the server (it may have been applied); ``retry``: sending it again may help."""
 
-    def __init__(self, reason: str, retry: bool = True) -> None:
+    def __init__(self, reason: str, *, retry: bool = True, sent: bool = True) -> None:
         super().__init__(reason)
         self.reason = reason
         self.retry = retry
+        self.sent = sent
+
+
+@dataclass(frozen=True, slots=True)
+class _Reached:
+    """The latest attempt of a call that reached the server without a usable answer: a 5xx, or none."""
+
+    status: int
+    data: bytes
+    failure: _NoAnswer | None
 
 
 @dataclass(frozen=True, slots=True)
@@ -70,28 +90,76 @@ def _refusal(method: str, url: str, status: int, data: bytes) -> RemoteError:
 
 
 def _gave_up(
-    method: str, url: str, status: int, data: bytes, failure: _NoAnswer | None, *, attempts: int
+    method: str, url: str, status: int, data: bytes, failure: _NoAnswer | None, *, attempts: int,
+    reached: _Reached | None, note: str = "",
 ) -> RemoteError:
-    tries = f"gave up after {attempts} attempt{'' if attempts == 1 else 's'}"
+    """The error of a call given up: ``ConnectError`` only when no attempt ever reached the server;
+    after a connect failure that followed an attempt which did, the error of that attempt."""
+    tries = f"gave up after {attempts} attempt{'' if attempts == 1 else 's'}" + note
+    if failure is not None and not failure.sent and reached is not None:
+        last = f"; the last could not connect: {failure.reason}"
+        status, data, failure, tries = reached.status, reached.data, reached.failure, tries + last
     if failure is not None:
-        return TransportError(f"{failure.reason} ({tries})", method=method, url=url)
+        kind = NoAnswerError if failure.sent else ConnectError
+        return kind(f"{failure.reason} ({tries})", method=method, url=url)
     text = answer_text(data)
     said = f": {text}" if text else ""
     return ServerError(f"server error ({tries}){said}", method=method, url=url, status=status, body=text)
 
 
-def no_answer_reason(exc: BaseException, timeout: float) -> tuple[str, bool]:
-    """Why a request got no answer, and whether sending it again may help."""
+def held(request: str, exc: WaitTooLong, *, waited: float, throttles: int, max_retry_after: float,
+         max_retry_time: float) -> RetryAfterTooLongError:
+    """The error of a request the limiter would hold past its bound: it was not sent (again)."""
+    wait, retry_after = exc.wait, exc.retry_after
+    if retry_after is not None and retry_after > max_retry_after:
+        return RetryAfterTooLongError(
+            f"{request}: not sent: the server asked every request to wait {retry_after:.0f} s (HTTP 429, "
+            f"Retry-After), more than the configured bound of {max_retry_after:.0f} s; dispatch stopped: "
+            "the run can be resumed later", retry_after=retry_after)
+    own = f" ({throttles} answer{'' if throttles == 1 else 's'} of 429 to it)" if throttles else ""
+    return RetryAfterTooLongError(
+        f"{request}: gave up waiting after {waited:.0f} s{own}: the rate limit holds every request "
+        f"{wait:.0f} s more, past the bound of {max_retry_time:.0f} s on one request's waiting "
+        "(max_retry_time); stopped here: the run can be resumed later", retry_after=wait)
+
+
+def no_answer(exc: BaseException, timeout: float) -> _NoAnswer:
+    """Why a request got no answer, whether it reached the server, and whether sending it again may help.
+    Only a failure to connect proves that nothing was sent; anything after that may have been applied."""
     if isinstance(exc, aiohttp.ClientConnectorCertificateError):
-        return "the TLS certificate could not be verified", False
+        return _NoAnswer("the TLS certificate could not be verified", retry=False, sent=False)
     if isinstance(exc, aiohttp.ClientSSLError):
-        return "the TLS handshake failed", False
+        return _NoAnswer("the TLS handshake failed", retry=False, sent=False)
     if isinstance(exc, aiohttp.ClientConnectorError):
-        return f"could not connect to {exc.host}:{exc.port} (refused or unreachable)", True
+        return _NoAnswer(f"could not connect to {exc.host}:{exc.port} (refused or unreachable)", sent=False)
+    if isinstance(exc, aiohttp.ConnectionTimeoutError):
+        return _NoAnswer(f"could not connect within {min(timeout, CONNECT_TIMEOUT):g} s", sent=False)
     if isinstance(exc, aiohttp.ServerDisconnectedError):
-        return "the server closed the connection without answering", True
+        return _NoAnswer("the server closed the connection without answering")
     if isinstance(exc, TimeoutError):
-        return f"no answer within the {timeout:g} s timeout", True
+        return _NoAnswer(f"no answer within the {timeout:g} s timeout")
     if isinstance(exc, aiohttp.ClientPayloadError):
-        return "the answer was cut off before its end", True
-    return f"the connection failed ({type(exc.__cause__ or exc).__name__})", True
+        return _NoAnswer("the answer was cut off before its end")
+    if isinstance(exc, ConnectionResetError) or isinstance(exc.__cause__, ConnectionResetError):
+        return _NoAnswer("the connection was reset without an answer")
+    return _NoAnswer(f"the connection failed ({type(exc.__cause__ or exc).__name__})")
+
+
+def retry_after_seconds(value: str | None, *, now: datetime | None = None) -> float:
+    """``Retry-After`` as seconds: a number (``0`` allowed) or an HTTP date; missing or unreadable → 1."""
+    if value is None:
+        return 1.0
+    text = value.strip()
+    try:
+        seconds = float(text)
+    except ValueError:
+        try:
+            when = parsedate_to_datetime(text)
+        except (TypeError, ValueError):
+            return 1.0
+        if when.tzinfo is None:
+            when = when.replace(tzinfo=UTC)
+        seconds = (when - (now or datetime.now(UTC))).total_seconds()
+    if not math.isfinite(seconds):
+        return 1.0
+    return max(0.0, seconds)

@@ -25,13 +25,23 @@ from types import TracebackType
 from typing import Any, Final, Self, TypeGuard
 
 import aiohttp
-import anyio
 import orjson
 import structlog
 import yarl
 
-from bulkops.api.answers import _Answer, _attempts, _gave_up, _NoAnswer, _refusal, no_answer_reason
-from bulkops.api.limiter import AdaptiveLimiter, retry_after_seconds
+from bulkops.api.answers import (
+    CONNECT_TIMEOUT,
+    _Answer,
+    _attempts,
+    _gave_up,
+    _NoAnswer,
+    _Reached,
+    _refusal,
+    held,
+    no_answer,
+    retry_after_seconds,
+)
+from bulkops.api.limiter import AdaptiveLimiter, WaitTooLong
 from bulkops.api.urls import KeySpec, _filter_option, answer_text, display_url, quote, render_key
 from bulkops.config import check_api_url
 from bulkops.errors import (
@@ -49,7 +59,8 @@ log = structlog.get_logger("bulkops.client")
 MAX_BODY: Final = 64 * 1024 * 1024  # bytes of one answer read at most
 BACKOFF_BASE: Final = 0.25
 BACKOFF_CAP: Final = 10.0
-MAX_THROTTLED: Final = 50  # 429s one request may meet before it gives up
+MAX_THROTTLED: Final = 50  # 429s one request may meet before it gives up (besides max_retry_time)
+READ_500_ATTEMPTS: Final = 2  # a GET answered 500 goes once more at most: balena's 500 is mostly a bad query
 CONNECTIONS: Final = 32  # keep-alive pool size
 USER_AGENT: Final = "bulkops/0.1"
 
@@ -99,7 +110,7 @@ class Client:
         return self._limiter
 
     async def __aenter__(self) -> Self:
-        timeout = aiohttp.ClientTimeout(total=self._timeout, connect=min(self._timeout, 10.0),
+        timeout = aiohttp.ClientTimeout(total=self._timeout, connect=min(self._timeout, CONNECT_TIMEOUT),
                                         sock_read=self._timeout)
         connector = aiohttp.TCPConnector(limit=CONNECTIONS, ssl=True)
         self._session = aiohttp.ClientSession(
@@ -249,37 +260,26 @@ class Client:
     # --- sending -----------------------------------------------------------------------------------
 
     async def _call(self, method: str, target: str, *, body: bytes | None = None) -> _Answer:
-        """Send with retries; the status and body of a 2xx answer, else the mapped error."""
+        """Send with retries; the status and body of a 2xx answer, else the mapped error. All waiting of
+        one call (429 pauses, backoff, time held by the limiter) counts against ``max_retry_time``."""
         url = self._origin + target
         shown = display_url(url)
-        started = time.monotonic()
+        clock = self._limiter
+        started = clock.now()
         attempts = failures = throttles = 0
+        reached: _Reached | None = None
         while True:
-            retry_after: float | None = None
-            failure: _NoAnswer | None = None
-            status = 0
-            data = b""
-            async with self._limiter.slot():
-                attempts += 1
-                self._requests += 1
-                sent = time.monotonic()
-                try:
-                    status, retry_header, data = await self._send(method, url, body)
-                except _NoAnswer as exc:
-                    failure = exc
-                    self._transport_errors += 1
-                except BadResponseError as exc:
-                    raise _attempts(exc, attempts) from exc.__cause__
-                else:
-                    self._by_status[status] += 1
-                    if status == 429:
-                        retry_after = retry_after_seconds(retry_header)
-                        if retry_after <= self._max_retry_after:
-                            self._limiter.on_throttled(retry_after)
-                    else:
-                        self._limiter.on_success()
-                log.debug("bulkops.client.request", method=method, path=shown, status=status or None,
-                          ms=round((time.monotonic() - sent) * 1000, 1))
+            waited = clock.now() - started
+            max_wait = max(0.0, min(self._max_retry_after, self._max_retry_time - waited))
+            try:
+                status, retry_after, data, failure = await self._attempt(method, url, body, max_wait)
+            except WaitTooLong as exc:
+                error = held(f"{method} {shown}", exc, waited=clock.now() - started, throttles=throttles,
+                             max_retry_after=self._max_retry_after, max_retry_time=self._max_retry_time)
+                raise _attempts(error, attempts) from None
+            except BadResponseError as exc:
+                raise _attempts(exc, attempts + 1) from exc.__cause__
+            attempts += 1
             if retry_after is not None:
                 self._throttled += 1
                 throttles += 1
@@ -302,18 +302,51 @@ class Client:
                 if 200 <= status < 300:
                     return _Answer(method, target, status, data, attempts)
                 raise _attempts(_refusal(method, shown, status, data), attempts)
+            if failure is None or failure.sent:
+                reached = _Reached(status, data, failure)
             failures += 1
-            reason = failure.reason if failure is not None else f"HTTP {status}"
             delay = random.uniform(0, min(BACKOFF_CAP, BACKOFF_BASE * 2 ** (failures - 1)))  # noqa: S311
-            spent = time.monotonic() - started
-            if failures >= self._max_attempts or spent + delay > self._max_retry_time or (
+            spent = clock.now() - started
+            note = ""
+            if method == "POST" and failure is not None and failure.sent:
+                note = "; a POST is not sent again once it may have been applied"
+            if note or failures >= self._max_attempts or spent + delay > self._max_retry_time or (
                 failure is not None and not failure.retry
-            ):
-                raise _attempts(_gave_up(method, shown, status, data, failure, attempts=attempts), attempts)
+            ) or (method == "GET" and status == 500 and failures >= READ_500_ATTEMPTS):
+                raise _attempts(_gave_up(method, shown, status, data, failure, attempts=attempts,
+                                         reached=reached, note=note), attempts)
             self._retries += 1
-            log.info("bulkops.client.retry", attempt=attempts, delay=round(delay, 3), reason=reason,
-                     path=shown)
-            await anyio.sleep(delay)
+            log.info("bulkops.client.retry", attempt=attempts, delay=round(delay, 3),
+                     reason=failure.reason if failure is not None else f"HTTP {status}", path=shown)
+            await clock.sleep(delay)
+
+    async def _attempt(
+        self, method: str, url: str, body: bytes | None, max_wait: float
+    ) -> tuple[int, float | None, bytes, _NoAnswer | None]:
+        """One request through the limiter: its status, the Retry-After of a 429, its body, or why no
+        answer came; the limiter hears how it went."""
+        async with self._limiter.slot(max_wait=max_wait) as ticket:
+            self._requests += 1
+            sent = time.monotonic()
+            status, retry_after, data, failure = 0, None, b"", None
+            try:
+                status, header, data = await self._send(method, url, body)
+            except _NoAnswer as exc:
+                failure = exc
+                self._transport_errors += 1
+            else:
+                self._by_status[status] += 1
+                if status == 429:
+                    retry_after = retry_after_seconds(header)
+                    if retry_after <= self._max_retry_after:
+                        self._limiter.on_throttled(ticket, retry_after)
+                    else:  # too long to wait: every worker stops sending now
+                        self._limiter.block(ticket, retry_after)
+                else:
+                    self._limiter.on_success(ticket)
+            log.debug("bulkops.client.request", method=method, path=display_url(url), status=status or None,
+                      ms=round((time.monotonic() - sent) * 1000, 1))
+        return status, retry_after, data, failure
 
     async def _send(self, method: str, url: str, body: bytes | None) -> tuple[int, str | None, bytes]:
         """One request; its status, ``Retry-After`` header and body (capped), or ``_NoAnswer``."""
@@ -342,7 +375,7 @@ class Client:
             raise BadResponseError("unexpected answer: not valid HTTP", method=method,
                                    url=display_url(url)) from None
         except (aiohttp.ClientError, OSError) as exc:
-            raise _NoAnswer(*no_answer_reason(exc, self._timeout)) from exc
+            raise no_answer(exc, self._timeout) from exc
 
     def _scrub(self, data: bytes) -> bytes:
         """An answer with the token (should a server echo it back) blanked out, so that no error message

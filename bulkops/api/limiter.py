@@ -24,26 +24,34 @@ inside each window without crossing its boundary:
 * **Concurrency** adapts by AIMD between 1 and ``max_concurrency``: halved once per throttle episode,
   raised by one after as many successes in a row as the current concurrency.
 
-``on_success()`` and ``on_throttled()`` are plain functions called inside ``slot()``; only ``slot()``
-waits. The clock and the sleep function are injectable, so tests run on virtual time.
+* **Waiting.** A request that must wait for an answer (a window's first request, or one at a time past
+  the first window's count) sleeps on an event set when a slot is released — it never polls; one that
+  must wait for a time (a pause, the window's end) sleeps exactly that long.
+* **Bounds.** ``slot(max_wait=…)`` refuses at once (``WaitTooLong``) a request that would have to wait
+  longer than it may; ``block()`` is a ``Retry-After`` too long to wait: every worker pauses until it
+  ends, and every request that may not wait that long is refused at once instead of being sent.
+
+``slot()`` yields a ``Ticket``; ``on_success(ticket)``, ``on_throttled(ticket, retry_after)`` and
+``block(ticket, retry_after)`` are plain functions given it, inside or after the slot; only ``slot()``
+waits. The clock and the sleep function are injectable, so tests run on virtual time (the client keeps
+its own time with ``now()`` and ``sleep()`` for the same reason).
 """
 
 from __future__ import annotations
 
-import contextvars
 import math
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
-from datetime import UTC, datetime
-from email.utils import parsedate_to_datetime
 from typing import Final
 
 import anyio
 import structlog
 
-__all__ = ["AdaptiveLimiter", "LimiterStats", "retry_after_seconds"]
+from bulkops.api.answers import retry_after_seconds  # re-exported: where callers have found it
+
+__all__ = ["AdaptiveLimiter", "LimiterStats", "Ticket", "WaitTooLong", "retry_after_seconds"]
 
 log = structlog.get_logger("bulkops.limiter")
 
@@ -56,7 +64,23 @@ PROBE_EVERY: Final = 4  # clean windows between two probes of a larger budget, a
 PROBE_COST: Final = 50  # … and at least this many requests (a failed probe costs a 429 or two)
 PROBE_STEP: Final = 0.02  # a first probe asks for 2 % more (at least one request); doubles while they pass
 
-_sent_at: contextvars.ContextVar[float] = contextvars.ContextVar("bulkops_limiter_sent_at")
+
+
+@dataclass(frozen=True, slots=True)
+class Ticket:
+    """One admitted request: when it was let through. Feedback about its answer takes it."""
+
+    sent_at: float
+
+
+class WaitTooLong(Exception):
+    """Raised by ``slot(max_wait=…)`` instead of waiting: the request could go only ``wait`` seconds from
+    now; ``retry_after`` is the ``Retry-After`` behind the pause in force (None if it is not a pause)."""
+
+    def __init__(self, wait: float, retry_after: float | None) -> None:
+        super().__init__(f"the limiter would hold this request {wait:.3f} s")
+        self.wait = wait
+        self.retry_after = retry_after
 
 
 @dataclass(frozen=True, slots=True)
@@ -71,10 +95,12 @@ class LimiterStats:
     paused_until: float
     estimated_budget: int | None
     estimated_window: float | None
+    wakeups: int = 0  # times a waiting request woke up to check again
 
 
 class AdaptiveLimiter:
-    """Shared by every worker of a run: ``async with limiter.slot(): send; on_success()/on_throttled()``."""
+    """Shared by every worker of a run:
+    ``async with limiter.slot() as ticket: send; on_success(ticket) / on_throttled(ticket, retry_after)``."""
 
     def __init__(
         self,
@@ -96,6 +122,9 @@ class AdaptiveLimiter:
         self._throttled = 0
         self._admitted = 0
         self._paused_until = 0.0
+        self._pause_retry_after: float | None = None  # the Retry-After behind the latest pause
+        self._released: anyio.Event | None = None  # set (and replaced) whenever a slot is released
+        self._wakeups = 0
         self._episode_start = float("-inf")  # when the latest throttle episode began
         self._latency = 0.0  # moving average of the time spent in a slot
         # the current window (started by our first send after a pause) and the one before it
@@ -122,47 +151,69 @@ class AdaptiveLimiter:
 
     # --- waiting -----------------------------------------------------------------------------------
 
+    def now(self) -> float:
+        """The limiter's clock (``time.monotonic`` unless another was injected)."""
+        return self._clock()
+
+    async def sleep(self, seconds: float) -> None:
+        """Sleep on the limiter's clock."""
+        await self._sleep(seconds)
+
     @asynccontextmanager
-    async def slot(self) -> AsyncIterator[None]:
-        """Wait for concurrency, a pause to end and room in the window; then the caller may send."""
+    async def slot(self, *, max_wait: float = math.inf) -> AsyncIterator[Ticket]:
+        """Wait for concurrency, a pause to end and room in the window; then the caller may send.
+        A request that would have to wait past ``max_wait`` seconds for a time is refused with
+        ``WaitTooLong`` instead (a wait for an answer in flight is bounded by that request's timeout)."""
         if self._capacity is None:
             self._capacity = anyio.CapacityLimiter(self._concurrency)
         capacity, borrower = self._capacity, object()  # one task may hold several slots
+        limit = self._clock() + max_wait
         await capacity.acquire_on_behalf_of(borrower)
         try:
             while True:
                 now = self._clock()
                 wait = self._admit(now)
-                if wait <= 0:
+                if wait == 0.0:
                     break
-                await self._sleep(wait)
+                if wait is None:  # until a slot is released
+                    if self._released is None:
+                        self._released = anyio.Event()
+                    await self._released.wait()
+                elif now + wait > limit:
+                    pause = self._pause_retry_after if now < self._paused_until else None
+                    raise WaitTooLong(wait, pause)
+                else:
+                    await self._sleep(wait)
+                self._wakeups += 1
             scout = self._spent == 1
             generation = self._generation
             self._in_flight += 1
-            token = _sent_at.set(now)
             try:
-                yield
+                yield Ticket(now)
             finally:
-                _sent_at.reset(token)
                 self._in_flight -= 1
                 if scout and generation == self._generation:
                     self._scout_pending = False
                 took = self._clock() - now
                 self._latency = took if self._latency == 0 else self._latency + 0.2 * (took - self._latency)
+                released, self._released = self._released, None
+                if released is not None:
+                    released.set()
         finally:
             capacity.release_on_behalf_of(borrower)
 
-    def _admit(self, now: float) -> float:
-        """0 and count the send when one may go now, else how long to wait before asking again."""
+    def _admit(self, now: float) -> float | None:
+        """0 and count the send when one may go now; else how long to wait before asking again, or
+        None to wait until a request in flight is answered."""
         if now < self._paused_until:
             return self._paused_until - now
         if self._scout_pending:
-            return max(0.001, self._latency / 2)
+            return None
         if self._ws is None:
             self._start_window(now)
         elif self._budget is None and self._tentative is not None and self._spent >= self._tentative:
             if self._in_flight > 0:  # past the first window's count: one at a time, few 429s at the edge
-                return max(0.001, self._latency / 2)
+                return None
         elif self._budget is not None:
             end = self._ws + self._hold()
             if now >= end:
@@ -224,10 +275,9 @@ class AdaptiveLimiter:
 
     # --- feedback ----------------------------------------------------------------------------------
 
-    def on_success(self) -> None:
+    def on_success(self, ticket: Ticket) -> None:
         """The request was admitted (any answer but 429)."""
-        now = self._clock()
-        sent = _sent_at.get(now)
+        sent = ticket.sent_at
         self._admitted += 1
         self._streak += 1
         if self._streak >= self._concurrency and self._concurrency < self._max:
@@ -244,15 +294,16 @@ class AdaptiveLimiter:
             self._hold_hi = max(min(self._hold_hi, self._ws - self._ws_prev), self._hold_lo)
         self._window_admitted += 1
 
-    def on_throttled(self, retry_after: float) -> None:
+    def on_throttled(self, ticket: Ticket, retry_after: float) -> None:
         """The request got 429 with ``Retry-After`` seconds; every worker pauses."""
         now = self._clock()
-        sent = _sent_at.get(now)
+        sent = ticket.sent_at
         ra = max(0.0, retry_after)
         self._throttled += 1
         if sent < self._episode_start:
             return  # sent before this episode began: same window, already handled
         self._episode_start = now
+        self._pause_retry_after = ra
         self._streak = 0
         self._set_concurrency(max(1, self._concurrency // 2))
         reset = now + ra
@@ -287,6 +338,23 @@ class AdaptiveLimiter:
             concurrency=self._concurrency, budget=self._budget, window=self._window_estimate(),
         )
 
+    def block(self, ticket: Ticket, retry_after: float) -> None:
+        """The request got 429 with a ``Retry-After`` too long to wait: every worker pauses until it
+        ends, and ``slot()`` refuses at once each request that may not wait that long. Nothing is learnt
+        from it (a block is not the window's reset); the next window starts afresh."""
+        now = self._clock()
+        ra = max(0.0, retry_after)
+        self._throttled += 1
+        self._episode_start = now
+        self._streak = 0
+        if now + ra > self._paused_until:
+            self._paused_until = now + ra
+            self._pause_retry_after = ra
+        self._ws = self._ws_prev = self._closed_ws = None
+        self._window_throttled = True
+        self._prev_exhausted = False
+        log.info("bulkops.limiter.blocked", retry_after=ra, sent_at=round(ticket.sent_at, 3))
+
     def _learn_reset(self, reset: float, window: float) -> None:
         """The server's reset lies within ``reset ± 0.5 s``: narrow the bracket on the hold time."""
         if window >= reset:
@@ -320,24 +388,5 @@ class AdaptiveLimiter:
             paused_until=self._paused_until,
             estimated_budget=self._budget,
             estimated_window=window,
+            wakeups=self._wakeups,
         )
-
-
-def retry_after_seconds(value: str | None, *, now: datetime | None = None) -> float:
-    """``Retry-After`` as seconds: a number (``0`` allowed) or an HTTP date; missing or unreadable → 1."""
-    if value is None:
-        return 1.0
-    text = value.strip()
-    try:
-        seconds = float(text)
-    except ValueError:
-        try:
-            when = parsedate_to_datetime(text)
-        except (TypeError, ValueError):
-            return 1.0
-        if when.tzinfo is None:
-            when = when.replace(tzinfo=UTC)
-        seconds = (when - (now or datetime.now(UTC))).total_seconds()
-    if not math.isfinite(seconds):
-        return 1.0
-    return max(0.0, seconds)

@@ -186,12 +186,12 @@ async def test_post_is_retried_after_503() -> None:
 
 @pytest.mark.anyio
 async def test_5xx_gives_up_after_max_attempts() -> None:
-    """Persistent 500s raise ServerError after max_attempts, with the attempts counted."""
-    async with serve(reply(500, b'"boom"')) as srv, client(srv.url, max_attempts=3) as c:
+    """Persistent 503s raise ServerError after max_attempts, with the attempts counted."""
+    async with serve(reply(503, b'"boom"')) as srv, client(srv.url, max_attempts=3) as c:
         with pytest.raises(ServerError) as info:
             await c.get("device")
     assert str(info.value) == (
-        f"GET {srv.url}/v7/device: HTTP 500: server error (gave up after 3 attempts): boom"
+        f"GET {srv.url}/v7/device: HTTP 503: server error (gave up after 3 attempts): boom"
     )
     assert info.value.attempts == 3
     assert len(srv.seen) == 3

@@ -117,16 +117,16 @@ async def run_requests(
         nonlocal finished, last
         while next(remaining) < total:
             while True:
-                async with limiter.slot():
+                async with limiter.slot() as ticket:
                     await clock.sleep(LATENCY / 2)
                     if change is not None and clock.now >= change_at:
                         change(server)
                     retry_after = server.handle()
                     await clock.sleep(LATENCY / 2)
                     if retry_after is None:
-                        limiter.on_success()
+                        limiter.on_success(ticket)
                         break
-                    limiter.on_throttled(retry_after)
+                    limiter.on_throttled(ticket, retry_after)
             finished += 1
             last = clock.now
         if finished == total:
@@ -207,8 +207,8 @@ async def test_throttle_pauses_every_worker() -> None:
             started.append(clock.now)
 
     async def scenario() -> None:
-        async with limiter.slot():
-            limiter.on_throttled(3)
+        async with limiter.slot() as ticket:
+            limiter.on_throttled(ticket, 3)
         async with anyio.create_task_group() as tg:
             for _ in range(3):
                 tg.start_soon(other)
@@ -227,8 +227,8 @@ async def test_retry_after_zero_pauses_briefly() -> None:
     """Retry-After 0 means 'within half a second': a pause of 0.1-0.5 s, not an immediate retry."""
     clock = VirtualClock()
     limiter = AdaptiveLimiter(clock=clock.time, sleep=clock.sleep)
-    async with limiter.slot():
-        limiter.on_throttled(0)
+    async with limiter.slot() as ticket:
+        limiter.on_throttled(ticket, 0)
     pause = limiter.statistics().paused_until - clock.now
     assert 0.1 <= pause <= 0.5
 
@@ -239,18 +239,18 @@ async def test_concurrency_aimd() -> None:
     clock = VirtualClock()
     limiter = AdaptiveLimiter(max_concurrency=6, initial_concurrency=4, clock=clock.time, sleep=clock.jump)
     for _ in range(4):
-        async with limiter.slot():
-            limiter.on_success()
+        async with limiter.slot() as ticket:
+            limiter.on_success(ticket)
     assert limiter.statistics().concurrency == 5
     for _ in range(4):
-        async with limiter.slot():
+        async with limiter.slot() as ticket:
             clock.now += 0.01
-            limiter.on_throttled(1)
+            limiter.on_throttled(ticket, 1)
         assert limiter.statistics().paused_until > clock.now
     assert limiter.statistics().concurrency == 1
     for _ in range(30):
-        async with limiter.slot():
-            limiter.on_success()
+        async with limiter.slot() as ticket:
+            limiter.on_success(ticket)
     assert limiter.statistics().concurrency == 6
 
 
@@ -260,8 +260,8 @@ async def test_no_rate_limit_before_the_first_throttle() -> None:
     clock = VirtualClock()
     limiter = AdaptiveLimiter(clock=clock.time, sleep=clock.sleep)
     for _ in range(500):
-        async with limiter.slot():
-            limiter.on_success()
+        async with limiter.slot() as ticket:
+            limiter.on_success(ticket)
     stats = limiter.statistics()
     assert clock.now == 0.0
     assert stats.rate is None
@@ -277,14 +277,14 @@ async def test_stale_429s_count_once() -> None:
     done = anyio.Event()
 
     async def request() -> None:
-        async with limiter.slot():
+        async with limiter.slot() as ticket:
             await clock.sleep(0.5)
-            limiter.on_throttled(2)
+            limiter.on_throttled(ticket, 2)
 
     async def scenario() -> None:
-        async with limiter.slot():  # the window's first request goes alone
+        async with limiter.slot() as ticket:  # the window's first request goes alone
             await clock.sleep(0.01)
-            limiter.on_success()
+            limiter.on_success(ticket)
         async with anyio.create_task_group() as tg:
             for _ in range(3):
                 tg.start_soon(request)
