@@ -12,7 +12,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from bulkops import v7
-from bulkops.errors import FilterSyntaxError, UnknownFieldError
+from bulkops.errors import FilterModelError, FilterSyntaxError, UnknownFieldError
 from bulkops.job.fields import (
     Where,
     accepted_hint,
@@ -38,12 +38,13 @@ _PERCENT = re.compile(r"(\d{1,3}(?:\.\d{1,6})?)%")
 
 
 def check_filter_text(where: Where, key: str, text: str, resource: str) -> None:
-    """Parse ``text`` as a ``$filter`` and check its names on ``resource``; errors name ``key``."""
+    """Parse ``text`` as a ``$filter`` and check it against ``resource`` in the v7 model (names,
+    navigations, literal types, enumerated values); errors name ``key``."""
     try:
         check_filter(parse(text), resource)
     except FilterSyntaxError as exc:
         raise where.error(key, f"filter syntax error: {exc}") from exc
-    except UnknownFieldError as exc:
+    except (UnknownFieldError, FilterModelError) as exc:
         raise where.error(key, f"{exc} (in the filter)") from exc
     except RecursionError:
         raise where.error(key, "filter syntax error: parentheses nested too deeply") from None

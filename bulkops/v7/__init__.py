@@ -18,8 +18,10 @@ from bulkops.v7.catalog import RESOURCES, field_of, resource
 from bulkops.v7.resources import (
     CPU_ARCHITECTURES,
     DIRECT_ACCESS_NAV,
+    FORMER_VALUES,
     HEARTBEAT_STATES,
     IMAGE_INSTALL_STATUSES,
+    OVERALL_STATUSES,
     RELEASE_STATUSES,
     UPDATE_STATUSES,
     V6_ONLY_FIELDS,
@@ -43,8 +45,9 @@ from bulkops.v7.rules import (
 from bulkops.v7.types import FieldDef, FieldType, Navigation, ResourceDef
 
 __all__ = [
-    "CONFIG_VAR_RESOURCES", "CPU_ARCHITECTURES", "DIRECT_ACCESS_NAV", "ENV_VAR_RESOURCES", "HEARTBEAT_STATES",
-    "IMAGE_INSTALL_STATUSES", "RELEASE_STATUSES", "RESERVED_TAG_PREFIXES", "RESERVED_VAR_NAMES",
+    "CONFIG_VAR_RESOURCES", "CPU_ARCHITECTURES", "DIRECT_ACCESS_NAV", "ENV_VAR_RESOURCES", "FORMER_VALUES",
+    "HEARTBEAT_STATES", "IMAGE_INSTALL_STATUSES", "OVERALL_STATUSES", "RELEASE_STATUSES",
+    "RESERVED_TAG_PREFIXES", "RESERVED_VAR_NAMES",
     "RESERVED_VAR_PREFIXES", "RESOURCES", "TAG_KEY_MAX", "TAG_RESOURCES", "TAG_VALUE_MAX", "UPDATE_STATUSES",
     "V6_ONLY_FIELDS", "VAR_VALUE_MAX", "FieldDef", "FieldType", "Navigation", "ResourceDef",
     "check_config_var_name", "check_env_var_name", "check_tag_key", "check_tag_value", "check_var_value",

@@ -17,6 +17,19 @@ IMAGE_INSTALL_STATUSES = (
     "removing", "exited", "configuring", "Unknown",
 )
 CPU_ARCHITECTURES = ("rpi", "armv7hf", "aarch64", "i386-nlp", "i386", "amd64")
+OVERALL_STATUSES = (
+    "inactive", "post-provisioning", "configuring", "disconnected", "updating", "reduced-functionality",
+    "operational",
+)
+"""The values v7 computes for ``device.overall_status`` (model reference §3.6)."""
+
+FORMER_VALUES: dict[tuple[str, str], dict[str, tuple[str, ...]]] = {
+    ("device", "overall_status"): {
+        "offline": ("disconnected",),
+        "idle": ("operational", "reduced-functionality"),
+    },
+}
+"""Values /v6 used that v7 renamed, by (resource, field): a filter still using one is pointed to the new."""
 
 V6_ONLY_FIELDS: dict[str, tuple[str, ...]] = {
     "device": ("is_managed_by__device", "logs_channel", "vpn_address"),
@@ -91,7 +104,7 @@ _DEVICE = _res(
         _fk("should_be_managed_by__release", "release", null=True, v7=True),
         _f("update_status", T.SHORT_TEXT, null=True, enum=UPDATE_STATUSES),
         _f("last_update_status_event", T.DATETIME, null=True, ro=True),
-        _f("overall_status", T.SHORT_TEXT, computed=True),
+        _f("overall_status", T.SHORT_TEXT, computed=True, enum=OVERALL_STATUSES),
         _f("overall_progress", T.INTEGER, null=True, computed=True),
     ],
     [
