@@ -27,7 +27,13 @@ from bulkops.errors import (
 if TYPE_CHECKING:
     from bulkops.api.limiter import WaitTooLong
 
-CONNECT_TIMEOUT = 10.0  # seconds to connect at most (less when the request timeout is shorter)
+CONNECT_TIMEOUT = 10.0  # seconds to connect at most; half the request timeout when that is shorter, so a
+# connect that hangs ends as a connect timeout (never sent), not as the request's own timeout (maybe sent)
+
+
+def connect_timeout(timeout: float) -> float:
+    """Seconds a connection may take to open, for a request ``timeout``."""
+    return min(timeout / 2, CONNECT_TIMEOUT)
 
 
 class _NoAnswer(Exception):
@@ -133,7 +139,7 @@ def no_answer(exc: BaseException, timeout: float) -> _NoAnswer:
     if isinstance(exc, aiohttp.ClientConnectorError):
         return _NoAnswer(f"could not connect to {exc.host}:{exc.port} (refused or unreachable)", sent=False)
     if isinstance(exc, aiohttp.ConnectionTimeoutError):
-        return _NoAnswer(f"could not connect within {min(timeout, CONNECT_TIMEOUT):g} s", sent=False)
+        return _NoAnswer(f"could not connect within {connect_timeout(timeout):g} s", sent=False)
     if isinstance(exc, aiohttp.ServerDisconnectedError):
         return _NoAnswer("the server closed the connection without answering")
     if isinstance(exc, TimeoutError):

@@ -30,13 +30,13 @@ import structlog
 import yarl
 
 from bulkops.api.answers import (
-    CONNECT_TIMEOUT,
     _Answer,
     _attempts,
     _gave_up,
     _NoAnswer,
     _Reached,
     _refusal,
+    connect_timeout,
     held,
     no_answer,
     retry_after_seconds,
@@ -110,7 +110,7 @@ class Client:
         return self._limiter
 
     async def __aenter__(self) -> Self:
-        timeout = aiohttp.ClientTimeout(total=self._timeout, connect=min(self._timeout, CONNECT_TIMEOUT),
+        timeout = aiohttp.ClientTimeout(total=self._timeout, connect=connect_timeout(self._timeout),
                                         sock_read=self._timeout)
         connector = aiohttp.TCPConnector(limit=CONNECTIONS, ssl=True)
         self._session = aiohttp.ClientSession(

@@ -24,9 +24,10 @@ inside each window without crossing its boundary:
 * **Concurrency** adapts by AIMD between 1 and ``max_concurrency``: halved once per throttle episode,
   raised by one after as many successes in a row as the current concurrency.
 
-* **Waiting.** A request that must wait for an answer (a window's first request, or one at a time past
-  the first window's count) sleeps on an event set when a slot is released — it never polls; one that
-  must wait for a time (a pause, the window's end) sleeps exactly that long.
+* **Waiting.** Waiting requests stand in line (:mod:`bulkops.api.waiters`): only the head waits for
+  an answer (a window's first request, or one at a time past the first window's count) on an event set
+  when a slot is released, or for a time (a pause, the next send of the budget) by sleeping exactly
+  that long; the others sleep until it is their turn. Nothing polls.
 * **Bounds.** ``slot(max_wait=…)`` refuses at once (``WaitTooLong``) a request that would have to wait
   longer than it may; ``block()`` is a ``Retry-After`` too long to wait: every worker pauses until it
   ends, and every request that may not wait that long is refused at once instead of being sent.
@@ -50,6 +51,7 @@ import anyio
 import structlog
 
 from bulkops.api.answers import retry_after_seconds  # re-exported: where callers have found it
+from bulkops.api.waiters import Waiters
 
 __all__ = ["AdaptiveLimiter", "LimiterStats", "Ticket", "WaitTooLong", "retry_after_seconds"]
 
@@ -123,8 +125,7 @@ class AdaptiveLimiter:
         self._admitted = 0
         self._paused_until = 0.0
         self._pause_retry_after: float | None = None  # the Retry-After behind the latest pause
-        self._released: anyio.Event | None = None  # set (and replaced) whenever a slot is released
-        self._wakeups = 0
+        self._waiters = Waiters()
         self._episode_start = float("-inf")  # when the latest throttle episode began
         self._latency = 0.0  # moving average of the time spent in a slot
         # the current window (started by our first send after a pause) and the one before it
@@ -170,21 +171,27 @@ class AdaptiveLimiter:
         limit = self._clock() + max_wait
         await capacity.acquire_on_behalf_of(borrower)
         try:
-            while True:
-                now = self._clock()
-                wait = self._admit(now)
-                if wait == 0.0:
-                    break
-                if wait is None:  # until a slot is released
-                    if self._released is None:
-                        self._released = anyio.Event()
-                    await self._released.wait()
-                elif now + wait > limit:
-                    pause = self._pause_retry_after if now < self._paused_until else None
-                    raise WaitTooLong(wait, pause)
-                else:
-                    await self._sleep(wait)
-                self._wakeups += 1
+            waiter = self._waiters.join()
+            try:
+                while True:
+                    now = self._clock()
+                    if self._paused_until > max(now, limit):
+                        raise WaitTooLong(self._paused_until - now, self._pause_retry_after)
+                    if not self._waiters.is_head(waiter):
+                        await self._waiters.wait_turn(waiter)
+                        continue
+                    wait = self._admit(now)
+                    if wait == 0.0:
+                        break
+                    if wait is None:  # until a request in flight is answered
+                        await self._waiters.wait_answer()
+                    elif now + wait > limit:
+                        raise WaitTooLong(wait, None)
+                    else:
+                        await self._sleep(wait)
+                        self._waiters.wakeups += 1
+            finally:
+                self._waiters.leave(waiter)
             scout = self._spent == 1
             generation = self._generation
             self._in_flight += 1
@@ -196,9 +203,7 @@ class AdaptiveLimiter:
                     self._scout_pending = False
                 took = self._clock() - now
                 self._latency = took if self._latency == 0 else self._latency + 0.2 * (took - self._latency)
-                released, self._released = self._released, None
-                if released is not None:
-                    released.set()
+                self._waiters.released()
         finally:
             capacity.release_on_behalf_of(borrower)
 
@@ -328,7 +333,9 @@ class AdaptiveLimiter:
             resume = min(max(window + self._hold(), lo), hi)
         else:
             resume = reset if ra > 0 else now + ZERO_PAUSE_DEFAULT
-        self._paused_until = max(self._paused_until, resume)
+        if resume > self._paused_until:
+            self._paused_until = resume
+            self._waiters.pause_changed()
         self._closed_ws = window
         self._ws = None
         self._window_throttled = True
@@ -350,6 +357,7 @@ class AdaptiveLimiter:
         if now + ra > self._paused_until:
             self._paused_until = now + ra
             self._pause_retry_after = ra
+            self._waiters.pause_changed()
         self._ws = self._ws_prev = self._closed_ws = None
         self._window_throttled = True
         self._prev_exhausted = False
@@ -388,5 +396,5 @@ class AdaptiveLimiter:
             paused_until=self._paused_until,
             estimated_budget=self._budget,
             estimated_window=window,
-            wakeups=self._wakeups,
+            wakeups=self._waiters.wakeups,
         )

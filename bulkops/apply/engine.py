@@ -158,37 +158,35 @@ class _Engine:
         (i,) = unit.indices
         it = self.items[i]
         body: dict[str, Any] = {**it.key, **(it.after or {})}
-        sends = self.plan.options.max_attempts
-        for send in range(sends):
-            before = self.journal.item_attempts(i)
-            attempt = self.journal.mark_sent([i], method="POST", path=f"/{it.resource}")
-            try:
-                await self.client.post(it.resource, body)
-            except FATAL as exc:
-                self._answered_fatal(attempt, exc)
-                raise
-            except ConflictError as exc:
-                self.journal.mark_answered(attempt, status=409, error=str(exc))
-                # refused at the very first POST this run ever sent for it: the row was there already
-                theirs = before == 0 and getattr(exc, "attempts", 1) == 1
-                await self._resolve_create(i, 409, exc, theirs=theirs)
-                return
-            except ConnectError as exc:  # it never reached the server: nothing was applied, nothing to read
-                self.journal.mark_answered(attempt, status=None, error=str(exc))
-                self.record([Outcomes(i, Outcome.FAILED, None, f"not sent: {exc}")])
-                return
-            except NoAnswerError as exc:  # it may have been applied: read; send again only if it is absent
-                self.journal.mark_answered(attempt, status=None, error=str(exc))
-                if await self._resolve_create(i, None, exc, again=send < sends - 1):
-                    continue
-                return
-            except RemoteError as exc:
-                self.journal.mark_answered(attempt, status=exc.status, error=str(exc))
-                await self._resolve_create(i, exc.status, exc)
-                return
-            self.journal.mark_answered(attempt, status=201)
-            self.record([Outcomes(i, Outcome.APPLIED, 201)])
+        before = self.journal.item_attempts(i)
+        attempt = self.journal.mark_sent([i], method="POST", path=f"/{it.resource}")
+        try:
+            await self.client.post(it.resource, body)
+        except FATAL as exc:
+            self._answered_fatal(attempt, exc)
+            raise
+        except ConflictError as exc:
+            self.journal.mark_answered(attempt, status=409, error=str(exc))
+            # refused at the very first POST this run ever sent for it: the row was there already
+            theirs = before == 0 and getattr(exc, "attempts", 1) == 1
+            await self._resolve_create(i, 409, exc, theirs=theirs)
             return
+        except ConnectError as exc:  # it never reached the server: nothing was applied, nothing to read
+            self.journal.mark_answered(attempt, status=None, error=str(exc))
+            self.record([Outcomes(i, Outcome.FAILED, None, f"not sent: {exc}")])
+            return
+        except NoAnswerError as exc:  # it may have been applied: read; send again only if it is absent
+            self.journal.mark_answered(attempt, status=None, error=str(exc))
+            again = self.journal.item_attempts(i) < self.plan.options.max_attempts
+            if await self._resolve_create(i, None, exc, again=again):
+                await self._create(unit)
+            return
+        except RemoteError as exc:
+            self.journal.mark_answered(attempt, status=exc.status, error=str(exc))
+            await self._resolve_create(i, exc.status, exc)
+            return
+        self.journal.mark_answered(attempt, status=201)
+        self.record([Outcomes(i, Outcome.APPLIED, 201)])
 
     async def _resolve_create(self, i: int, status: int | None, exc: RemoteError, *,
                               theirs: bool = False, again: bool = False) -> bool:

@@ -102,6 +102,22 @@ async def test_a_pause_longer_than_the_time_left_is_not_waited() -> None:
     assert len(srv.seen) == 2
 
 
+async def test_with_the_defaults_a_retry_after_over_two_minutes_stops_at_once() -> None:
+    """Retry-After 200 is within max_retry_after (300 s) but past max_retry_time (120 s): stopped at once."""
+    clock = VirtualClock()
+    too_many = reply(429, b"", {"Retry-After": "200"})
+    async with serve(too_many, rows(1)) as srv, Client(srv.url, TOKEN, limiter=AdaptiveLimiter(
+            clock=clock.time, sleep=clock.jump)) as c:
+        with pytest.raises(RetryAfterTooLongError) as info:
+            await c.get("device")
+    assert str(info.value) == (
+        f"GET {srv.url}/v7/device: gave up waiting after 0 s (1 answer of 429 to it): the rate limit holds "
+        "every request 200 s more, past the bound of 120 s on one request's waiting (max_retry_time); "
+        "stopped here: the run can be resumed later"
+    )
+    assert len(srv.seen) == 1 and clock.now == 0.0
+
+
 # --- a 500 on a read -------------------------------------------------------------------------------
 
 
@@ -148,6 +164,30 @@ async def test_refused_connection_is_a_connect_error_and_post_is_sent_again() ->
         "unreachable) (gave up after 3 attempts)"
     )
     assert info.value.attempts == 3 and stats.requests == 3 and stats.transport_errors == 3
+
+
+async def test_connect_timeout_is_a_connect_error() -> None:
+    """A connection that never opens (a listener whose backlog is full) ends as ConnectError after half
+    the request timeout, and a POST is sent again: nothing reached the server."""
+    with socket.socket() as listener:
+        listener.bind(("127.0.0.1", 0))
+        listener.listen(0)
+        port = listener.getsockname()[1]
+        backlog = [socket.socket() for _ in range(3)]
+        for sock in backlog:
+            sock.setblocking(False)
+            sock.connect_ex(("127.0.0.1", port))
+        try:
+            async with client(f"http://127.0.0.1:{port}", timeout=0.4, max_attempts=2) as c:
+                with pytest.raises(ConnectError) as info:
+                    await c.post("device_tag", TAG)
+        finally:
+            for sock in backlog:
+                sock.close()
+    assert str(info.value) == (
+        f"POST http://127.0.0.1:{port}/v7/device_tag: could not connect within 0.2 s (gave up after 2 "
+        "attempts)"
+    )
 
 
 @pytest.mark.parametrize(("answer", "reason"), [
@@ -259,3 +299,29 @@ async def test_retry_after_too_long_stops_every_worker_at_once() -> None:
         for i in range(1, 9) if f"/v7/device({i})" != first
     )
     assert all(TOKEN not in e for e in errors)
+
+
+async def test_a_pause_past_max_retry_time_stops_every_worker_at_once() -> None:
+    """Four requests at once, the first answered Retry-After 10 with max_retry_time 5: one request sent."""
+    errors: list[str] = []
+    too_many = reply(429, b"", {"Retry-After": "10"})
+    async with serve(too_many, rows(1)) as srv, client(srv.url, max_retry_time=5) as c:
+
+        async def request(i: int) -> None:
+            try:
+                await c.get("device", key=i)
+            except RetryAfterTooLongError as exc:
+                errors.append(str(exc).split(": ", 1)[1])
+
+        with anyio.fail_after(5):
+            async with anyio.create_task_group() as tg:
+                for i in range(1, 5):
+                    tg.start_soon(request, i)
+    assert len(srv.seen) == 1
+    assert sorted(errors) == [
+        "gave up waiting after 0 s (1 answer of 429 to it): the rate limit holds every request 10 s more, "
+        "past the bound of 5 s on one request's waiting (max_retry_time); stopped here: the run can be "
+        "resumed later",
+        *["gave up waiting after 0 s: the rate limit holds every request 10 s more, past the bound of 5 s on "
+          "one request's waiting (max_retry_time); stopped here: the run can be resumed later"] * 3,
+    ]

@@ -156,6 +156,7 @@ async def test_fixed_window_uses_the_budget_with_few_429s() -> None:
     assert run.stats.estimated_window is not None
     assert 9.9 <= run.stats.estimated_window <= 10.2
     assert run.stats.admitted == 3000
+    assert run.stats.wakeups <= 2 * run.requests  # in line, not polling: about two wake-ups per request
 
 
 @pytest.mark.anyio
