@@ -22,7 +22,7 @@
     │   └── BadResponseError          an answer that is not what balena sends (HTML, wrong types, no ``d``)
     └── RunError                      the run itself failed (exit 4)
         ├── JournalError              the journal cannot be opened or written
-        ├── RetryAfterTooLongError    the server asked to wait longer than the configured bound
+        ├── RetryAfterTooLongError    a wait past a bound: one pause (max_retry_after), one request's all
         └── InterruptedRunError       SIGINT/SIGTERM: dispatch stopped, journal flushed (exit 5)
 
 Messages name the value received and what is accepted. They never contain the API token.
@@ -192,7 +192,9 @@ class JournalError(RunError):
 
 
 class RetryAfterTooLongError(RunError):
-    """The server asked for a wait longer than the configured bound; the run stopped cleanly."""
+    """The rate limit asks for a wait past a bound: a ``Retry-After`` over ``max_retry_after``, or a pause
+    a request cannot wait out within ``max_retry_time``. ``retry_after`` is that wait in seconds. The
+    run stops cleanly (every worker: the limiter refuses what it would hold too long) and can resume."""
 
     attempts: int = 1
 

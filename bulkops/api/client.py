@@ -7,11 +7,14 @@ has the shape balena gives it, and maps every aiohttp and OS error once to the m
 ``bulkops.errors`` class (``raise … from exc``).
 
 Retries: ``429`` → the limiter pauses every worker for ``Retry-After`` and the request goes again (a
-wait above ``max_retry_after`` raises ``RetryAfterTooLongError`` instead); ``5xx`` and transport errors
-→ full-jitter exponential backoff (base 0.25 s, cap 10 s) bounded by ``max_attempts`` and
-``max_retry_time``. Counters count what bulkops sends: aiohttp itself sends an idempotent request
-(GET, PUT, DELETE) once more when a kept-alive connection turns out to be closed, and the server then
-sees one request more than ``statistics()`` shows.
+wait above ``max_retry_after`` blocks the limiter and raises ``RetryAfterTooLongError``, and every
+other request held by it is refused unsent); ``5xx`` and transport errors → full-jitter exponential
+backoff (base 0.25 s, cap 10 s) bounded by ``max_attempts`` (a GET answered 500: twice). All the
+waiting of one call — pauses, backoff, time held by the limiter — is bounded by ``max_retry_time``.
+A failure to connect is ``ConnectError`` (never sent), no answer after sending ``NoAnswerError``
+(maybe applied): a POST is not sent again after the latter. Counters count what bulkops sends:
+aiohttp itself sends an idempotent request (GET, PUT, DELETE) once more when a kept-alive connection
+turns out to be closed, and the server then sees one request more than ``statistics()`` shows.
 """
 
 from __future__ import annotations
