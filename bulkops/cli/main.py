@@ -14,6 +14,7 @@ from typing import Any
 
 from bulkops import log
 from bulkops.cli import commands
+from bulkops.cli import schedule as schedule_cli
 from bulkops.errors import BulkopsError, ExitCode
 from bulkops.sim import cli as sim_cli
 
@@ -55,6 +56,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("-y", "--yes", action="store_true", help="do not ask; required without a terminal")
     p.add_argument("--json", action="store_true", help="print the preview as JSON")
     p.set_defaults(handler=commands.cmd_run)
+    schedule_cli.add_run_flags(p)
     p = sub.add_parser("resume", parents=[common], help="continue an interrupted or stopped run")
     p.add_argument("run")
     p.set_defaults(handler=commands.cmd_resume)
@@ -70,6 +72,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--csv", help="write per-target rows as CSV to this file")
     p.add_argument("--json", help="write the report as JSON to this file")
     p.set_defaults(handler=commands.cmd_report)
+    schedule_cli.register(sub, common)
     sim_cli.register(sub)
     return parser
 
