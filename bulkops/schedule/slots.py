@@ -115,14 +115,18 @@ def latest_slot(schedule: Schedule, at: datetime) -> datetime | None:
 
 
 def _human(span: timedelta) -> str:
+    """``45s``, ``70m``, ``2h``, ``7.2h``, ``3d``: short, and exact where it can be."""
     seconds = int(span.total_seconds())
+    for unit, size in (("d", 86_400), ("h", 3_600)):
+        if seconds >= size and seconds % size == 0:
+            return f"{seconds // size}{unit}"
     if seconds < 120:
         return f"{seconds}s"
     if seconds < 7_200:
         return f"{seconds // 60}m"
     if seconds < 172_800:
-        return f"{seconds / 3600:.1f}h".replace(".0h", "h")
-    return f"{seconds / 86_400:.1f}d".replace(".0d", "d")
+        return f"{seconds / 3600:.1f}h"
+    return f"{seconds / 86_400:.1f}d"
 
 
 def _due(job: str, schedule: Schedule, after: datetime, now: datetime, jitter: bool, limit: int
