@@ -8,6 +8,7 @@ jobs the store knows that are no longer in the directory are listed too.
 from __future__ import annotations
 
 from datetime import datetime, timedelta
+from pathlib import Path
 from typing import Any
 
 from bulkops.job.schedule import zone
@@ -69,8 +70,9 @@ def listing_text(data: dict[str, Any]) -> str:
             lines.append(f"  {'next' if i == 0 else '    '}  {nxt['local']:<26} {nxt['slot']}{due}")
         if not job["next"]:
             lines.append("  next  (none: the expression names no later time)")
-    for path in data["unscheduled"]:
-        lines.append(f"{path}: no schedule (not run by the scheduler)")
+    if data["unscheduled"]:
+        names = ", ".join(Path(p).name for p in data["unscheduled"])
+        lines.append(f"without a schedule (left alone): {names}")
     for bad in data["invalid"]:
         lines.append(f"invalid: {bad['error']}")
     return "\n".join(lines) if lines else "no job files with a schedule"

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from datetime import timedelta
 from pathlib import Path
 
 import orjson
@@ -9,6 +10,8 @@ import pytest
 
 from bulkops.cli.main import main
 from bulkops.errors import ExitCode
+from bulkops.schedule.clock import SystemClock
+from bulkops.schedule.locks import job_lock
 from bulkops.schedule.store import SlotState, SlotStore
 from bulkops.sim.server import SimServer
 from tests.conftest import rows, writes
@@ -177,3 +180,45 @@ def test_approve_a_slot_that_needs_approval(env: SimServer, tmp_path: Path,
     assert capsys.readouterr().err.strip().splitlines()[-1].startswith(
         "bulkops: slot 2027-01-11T03:00:00Z of job grow was taken already (it does not need approval): done")
     assert len(writes(env)) == sent
+
+
+def test_once_exits_2_when_a_job_file_is_invalid(env: SimServer, jobs: Path,
+                                                 capsys: pytest.CaptureFixture[str]) -> None:
+    """--once runs the valid jobs and exits 2 when a file does not validate, reporting it as an event."""
+    write(jobs, "good.toml", tag_job("good", schedule='"0 3 * * *"'))
+    write(jobs, "bad.toml", tag_job("bad", schedule='"0 3 * * * *"'))
+    assert main(["schedule", str(jobs), "--once", "--at", "2027-01-10T03:00:10Z"]) == ExitCode.INVALID_INPUT
+    events = [orjson.loads(line) for line in capsys.readouterr().err.splitlines() if line.startswith("{")]
+    assert [e["path"] for e in events if e["event"] == "bulkops.schedule.job.invalid"] == [f"{jobs}/bad.toml"]
+    assert [e["job"] for e in events if e["event"] == "bulkops.schedule.slot.done"] == ["good"]
+
+
+def test_unattended_run_while_the_job_runs_is_an_overlap(env: SimServer, tmp_path: Path,
+                                                         capsys: pytest.CaptureFixture[str]) -> None:
+    """run --unattended for a job another process is running: the slot is journaled as an overlap, exit 3."""
+    path = write(tmp_path, "j.toml", tag_job("j", schedule='"0 3 * * *"'))
+    with job_lock("j"):
+        code = main(["run", str(path), "--yes", "--unattended", "--slot", "2027-01-10T03:00:00Z"])
+    assert code == ExitCode.REFUSED_BY_GUARD
+    assert capsys.readouterr().err.strip().splitlines()[-1] == (
+        "bulkops: slot 2027-01-10T03:00:00Z of job j: skipped: another run of the job holds its lock")
+    assert env.request_log.entries() == []
+
+
+def test_unattended_run_journals_missed_slots_like_the_scheduler(env: SimServer, tmp_path: Path,
+                                                                  capsys: pytest.CaptureFixture[str]) -> None:
+    """Started by cron after missed minutes, run --unattended runs the newest slot inside catch_up once and
+    journals each older slot as superseded or too late."""
+    path = write(tmp_path, "j.toml", tag_job("j", schedule='{ cron = "* * * * *", catch_up = "5m" }'))
+    store = SlotStore.open()
+    now = SystemClock().now()
+    store.set_cursor("j", now - timedelta(minutes=10, seconds=1), now)  # the last slot decided, 10 min ago
+    assert main(["run", str(path), "--yes", "--unattended"]) == ExitCode.OK
+    slots = store.slots("j")
+    store.close()
+    ran = [r for r in slots if r.state is not SlotState.SKIPPED]
+    assert [r.state for r in ran] == [SlotState.DONE] and ran[0].slot == slots[-1].slot
+    reasons = [r.reason for r in slots[:-1]]
+    assert len(reasons) in {9, 10} and set(reasons) == {"superseded", "too_late"}
+    err = capsys.readouterr().err
+    assert f"bulkops: slot {slots[0].slot} of job j skipped (too_late): due " in err

@@ -59,6 +59,13 @@ def test_macros_and_spacing_are_normalised() -> None:
     assert parse_job(job('schedule = " 0   3 * * MON-FRI "')).schedule == Schedule(cron="0 3 * * MON-FRI")
 
 
+@pytest.mark.parametrize("cron", ["0 3 L * *", "0 3 LW * *", "0 3 * * MON#2", "0 3 * * 5L", "0 3 1 JAN *",
+                                  "*/15 8-18 * * MON-FRI", "0 0,12 1,15 * *", "0 3 * * 7"])
+def test_cron_features_are_accepted(cron: str) -> None:
+    """Names, last day (L), last weekday (LW), nth and last weekday of the month, lists, ranges, steps."""
+    assert parse_job(job(f'schedule = "{cron}"')).schedule == Schedule(cron=cron)
+
+
 def test_no_schedule_is_none() -> None:
     """A job without the key has no schedule."""
     assert parse_job(job("")).schedule is None

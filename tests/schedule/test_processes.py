@@ -71,6 +71,11 @@ def test_two_schedulers_on_one_home_run_a_slot_once(sim: SimServer, jobs: Path,
     assert [code for code, _, _ in results] == [0, 0], results
     done = [e for _, _, err in results for e in events(err) if e["event"] == "bulkops.schedule.slot.done"]
     assert len(done) == 1 and done[0]["slot"] == "2027-01-10T03:00:00Z"
+    # every event of the run, the engine's included, names the job, the slot and the run
+    run = [e for _, _, err in results for e in events(err) if e.get("run_id") == done[0]["run_id"]]
+    assert {e["event"] for e in run} >= {"bulkops.schedule.slot.started", "bulkops.apply.start",
+                                         "bulkops.schedule.slot.done"}
+    assert {(e["job"], e["slot"]) for e in run} == {("tag", "2027-01-10T03:00:00Z")}
     assert tagged(sim) == 82 and len(writes(sim)) == 82
 
 

@@ -2,11 +2,17 @@
 
 from __future__ import annotations
 
+import os
+import signal
 from datetime import timedelta
 from pathlib import Path
 
+import anyio
 import pytest
 
+from bulkops.journal.journal import SENT, Journal
+from bulkops.journal.runs import run_dir
+from bulkops.schedule import status
 from bulkops.schedule.clock import ManualClock
 from bulkops.schedule.locks import job_lock
 from bulkops.schedule.store import SlotState
@@ -153,3 +159,77 @@ async def test_changed_new_and_removed_files_are_picked_up(sim: SimServer, jobs:
     clock.set(at("2027-01-10T05:00:05Z"))
     assert [r.job for r in await s.run_due()] == ["other"]
     assert sorted(s.jobs.scheduled()) == ["other"]
+
+
+async def test_next_wakeup_is_the_next_due_time_or_the_reload_interval(sim: SimServer, jobs: Path,
+                                                                       home: Path) -> None:
+    """The loop sleeps until the next due time, and never longer than 15 s (to pick up changed files)."""
+    write(jobs, "tag.toml", tag_job("tag", schedule='"0 3 * * *"'))
+    clock = ManualClock(at("2027-01-10T02:59:50Z"))
+    s = scheduler(sim, jobs, clock)
+    assert await s.run_due() == []
+    assert s.next_wakeup(clock.now()) == at("2027-01-10T03:00:00Z")
+    clock.set(at("2027-01-10T01:00:00Z"))
+    assert s.next_wakeup(clock.now()) == at("2027-01-10T01:00:15Z")
+
+
+async def test_stop_skips_the_slots_not_started(sim: SimServer, jobs: Path, home: Path) -> None:
+    """missed = "all" with three slots to catch up, stopped during the first run: the first is interrupted,
+    the two not started are journaled as skipped (stopped)."""
+    write(jobs, "tag.toml", tag_job("tag", schedule='{ cron = "0 * * * *", missed = "all", catch_up = "4h" }',
+                                    fleet="acme/gateway"))
+    clock = ManualClock(at("2027-01-10T03:00:05Z"))
+    s = scheduler(sim, jobs, clock)
+    s.store.set_cursor("tag", at("2027-01-10T00:30:00Z"), clock.now())  # last decided before a downtime
+    sim.faults.set_spec("latency=30ms,methods=POST")
+    async with anyio.create_task_group() as tg:
+        await s.tick(tg)
+        with anyio.fail_after(10):
+            while not rows(sim, "SELECT COUNT(*) FROM device_tag WHERE tag_key='nightly'")[0][0]:
+                await anyio.sleep(0.01)
+        s.stop()
+    states = [(r.slot, r.state, r.reason) for r in s.store.slots("tag")]
+    assert states == [("2027-01-10T01:00:00Z", SlotState.INTERRUPTED, ""),
+                      ("2027-01-10T02:00:00Z", SlotState.SKIPPED, "stopped"),
+                      ("2027-01-10T03:00:00Z", SlotState.SKIPPED, "stopped")]
+    assert s.store.get("tag", at("2027-01-10T02:00:00Z")).detail == (  # type: ignore[union-attr]
+        "the scheduler stopped before this slot started")
+
+
+async def test_serve_stops_on_sigterm_and_at_once_on_a_second(sim: SimServer, jobs: Path, home: Path) -> None:
+    """serve() turns SIGTERM into a stop; a second SIGTERM aborts the requests in flight, which stay 'sent'
+    in the journal (read back on resume) instead of being waited for."""
+    write(jobs, "tag.toml", tag_job("tag", schedule='"0 3 * * *"', fleet="acme/gateway"))
+    sim.faults.set_spec("latency=2s,methods=POST")
+    clock = ManualClock(at("2027-01-10T03:00:05Z"))
+    s = scheduler(sim, jobs, clock)
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(s.serve)
+        with anyio.fail_after(10):
+            while (running := s.store.running("tag")) is None or not running.run_id:
+                await anyio.sleep(0.01)
+            await anyio.sleep(0.2)  # requests are in flight (each takes 2 s)
+        os.kill(os.getpid(), signal.SIGTERM)
+        await anyio.sleep(0.1)
+        os.kill(os.getpid(), signal.SIGTERM)
+    [result] = s.results
+    assert result.state is SlotState.INTERRUPTED
+    journal = Journal.open(run_dir(result.run_id))
+    assert SENT in journal.states().values()
+    journal.close()
+
+
+async def test_status_notes_a_slot_whose_process_died(sim: SimServer, jobs: Path, home: Path) -> None:
+    """A slot left running by a process that is gone is shown with a note, and is not run again."""
+    write(jobs, "tag.toml", tag_job("tag", schedule='"0 3 * * *"'))
+    clock = ManualClock(at("2027-01-10T03:00:05Z"))
+    s = scheduler(sim, jobs, clock)
+    s.decide(clock.now())  # claimed, as by a process killed before it ran the slot
+    s.store.start("tag", at("2027-01-10T03:00:00Z"), clock.now())
+    s.jobs.scan()
+    [entry] = status.status(s.jobs, s.store, clock.now())["jobs"]
+    assert entry["last"]["state"] == "running"
+    assert entry["last"]["note"] == ("no process holds the job: the process that ran this slot ended without "
+                                     "finishing it")
+    assert await scheduler(sim, jobs, clock).run_due() == []
+    assert writes(sim) == []

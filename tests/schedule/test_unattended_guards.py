@@ -92,6 +92,20 @@ async def test_jobs_with_overlapping_targets_run_one_after_the_other(sim: SimSer
     assert max(tag_at) < min(env_at) or max(env_at) < min(tag_at)
 
 
+async def test_jobs_on_disjoint_fleets_run_side_by_side(sim: SimServer, jobs: Path, home: Path) -> None:
+    """Two jobs on different fleets due in the same tick run at the same time: their requests interleave."""
+    write(jobs, "a.toml", tag_job("a-tag", schedule='"0 3 * * *"', fleet="acme/gateway"))
+    write(jobs, "b.toml", tag_job("b-env", schedule='"0 3 * * *"', fleet="acme/sensor").replace(
+        'type = "set_tag"\nkey = "nightly"\nvalue = "yes"', 'type = "set_env"\nname = "NIGHTLY"\nvalue = "1"'))
+    sim.faults.set_spec("latency=10ms,methods=POST")
+    s = scheduler(sim, jobs, ManualClock(at("2027-01-10T03:00:05Z")))
+    assert [r.state for r in await s.run_due()] == [SlotState.DONE, SlotState.DONE]
+    log = sim.request_log.entries()
+    tag_at = [i for i, e in enumerate(log) if "/device_tag" in e.url]
+    env_at = [i for i, e in enumerate(log) if "/device_environment_variable" in e.url]
+    assert min(env_at) < max(tag_at) and min(tag_at) < max(env_at)
+
+
 def test_scope_locks_cover_fleets_and_move_destinations() -> None:
     """A job with fleets holds the resource shared and each fleet (and a move's destination) exclusively;
     a job without fleets holds the whole resource exclusively."""
