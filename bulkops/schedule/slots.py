@@ -129,7 +129,7 @@ def _human(span: timedelta) -> str:
     return f"{seconds / 86_400:.1f}d"
 
 
-def _due(job: str, schedule: Schedule, after: datetime, now: datetime, jitter: bool, limit: int
+def _due(job: str, schedule: Schedule, after: datetime, now: datetime, *, jitter: bool, limit: int
          ) -> tuple[list[datetime], list[Skip]]:
     """Due slots after ``after``; past ``limit`` of them the oldest become one range skip."""
     horizon = now - schedule.catch_up - schedule.jitter - ON_TIME  # older slots are too late for any policy
@@ -144,7 +144,7 @@ def _due(job: str, schedule: Schedule, after: datetime, now: datetime, jitter: b
             detail = (f"more than {limit:,} slots from {slot_key(out[0])} to {slot_key(resume)} came due "
                       f"unseen, all later than catch_up {_human(schedule.catch_up)}")
             ranged.append(Skip(out[0], SkipReason.TOO_LATE, detail))
-            rest, _ = _due(job, schedule, max(resume, slot), now, jitter, limit)
+            rest, _ = _due(job, schedule, max(resume, slot), now, jitter=jitter, limit=limit)
             return rest, ranged
     return out, ranged
 
@@ -157,7 +157,7 @@ def decide(job: str, schedule: Schedule, after: datetime, now: datetime, *, jitt
     on time; ``latest`` the newest slot no later than ``catch_up``; ``all`` every slot no later than
     ``catch_up``, oldest first. Every other due slot is skipped with its reason. Past ``limit`` due
     slots, the oldest are journaled as one range skip."""
-    due, skips = _due(job, schedule, after, now, jitter, limit)
+    due, skips = _due(job, schedule, after, now, jitter=jitter, limit=limit)
     if not due:
         return Decision(skip=tuple(skips), cursor=skips[-1].slot if skips else None)
     policy = schedule.missed

@@ -79,7 +79,8 @@ def test_once_then_status(env: SimServer, jobs: Path, capsys: pytest.CaptureFixt
                           "  next     ")
     assert out.endswith(
         "  skipped  2 slots\n"
-        '    2027-01-10T02:00:00Z  superseded  superseded by the later slot 2027-01-10T03:00:00Z (missed = "latest")\n'
+        "    2027-01-10T02:00:00Z  superseded  superseded by the later slot 2027-01-10T03:00:00Z "
+        '(missed = "latest")\n'
         "    2027-01-10T01:00:00Z  too_late    due 2.2h ago, later than catch_up 2h\n")
     assert main(["schedule", str(jobs), "--status", "--json"]) == ExitCode.OK
     [job] = orjson.loads(capsys.readouterr().out)["jobs"]
@@ -111,10 +112,12 @@ def test_unattended_without_schedule_needs_a_slot(env: SimServer, tmp_path: Path
     path = write(tmp_path, "plain.toml", text)
     assert main(["run", str(path), "--yes", "--unattended"]) == ExitCode.INVALID_INPUT
     err = capsys.readouterr().err.strip().splitlines()[-1]
-    assert err.startswith("bulkops: error: job plain has no schedule: give --slot ISO (the run key), e.g. --slot ")
+    assert err.startswith("bulkops: error: job plain has no schedule: give --slot ISO (the run key), "
+                          "e.g. --slot ")
 
 
-def test_unattended_slot_runs_once(env: SimServer, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+def test_unattended_slot_runs_once(env: SimServer, tmp_path: Path,
+                                   capsys: pytest.CaptureFixture[str]) -> None:
     """run --unattended --slot applies the job once; the same slot again sends no write and exits 0."""
     path = write(tmp_path, "j.toml", tag_job("j", schedule='"0 3 * * *"'))
     assert main(["run", str(path), "--yes", "--unattended", "--slot", "2027-01-10T03:00:00Z"]) == ExitCode.OK
@@ -122,14 +125,15 @@ def test_unattended_slot_runs_once(env: SimServer, tmp_path: Path, capsys: pytes
     assert "targets  82 devices" in out.out and "state    done" in out.out
     assert "bulkops: slot 2027-01-10T03:00:00Z of job j: done: applied 82" in out.err
     sent = len(writes(env))
-    assert main(["run", str(path), "--yes", "--unattended", "--slot", "2027-01-10T04:00:00+01:00"]) == ExitCode.OK
+    again = ["run", str(path), "--yes", "--unattended", "--slot", "2027-01-10T04:00:00+01:00"]
+    assert main(again) == ExitCode.OK
     err = capsys.readouterr().err.strip().splitlines()[-1]
     store = SlotStore.open()
     record = store.get("j", at("2027-01-10T03:00:00Z"))
     store.close()
     assert record is not None
-    assert err == (f"bulkops: slot 2027-01-10T03:00:00Z of job j was taken already: done, run {record.run_id}; "
-                   "nothing to do")
+    assert err == ("bulkops: slot 2027-01-10T03:00:00Z of job j was taken already: done, "
+                   f"run {record.run_id}; nothing to do")
     assert len(writes(env)) == sent
 
 
@@ -153,8 +157,8 @@ def test_unattended_delete_needs_expect_max(env: SimServer, tmp_path: Path,
     code = main(["run", str(path), "--yes", "--unattended", "--slot", "2027-01-10T03:00:00Z"])
     assert code == ExitCode.REFUSED_BY_GUARD
     assert capsys.readouterr().err.strip().splitlines()[-1] == (
-        "bulkops: slot 2027-01-10T03:00:00Z of job d: refused: the plan removes rows of 82 devices with nobody "
-        "to confirm it: set expect.max in the job file to bound how many one run may remove")
+        "bulkops: slot 2027-01-10T03:00:00Z of job d: refused: the plan removes rows of 82 devices with "
+        "nobody to confirm it: set expect.max in the job file to bound how many one run may remove")
     assert writes(env) == []
 
 

@@ -45,8 +45,8 @@ def test_table_form_reads_every_key() -> None:
     """The inline table and the [schedule] table give the same Schedule with every key set."""
     inline = job('schedule = { cron = "0 3 * * *", timezone = "Europe/Berlin", jitter = "5m", '
                  'missed = "all", catch_up = "6h", grow_limit = { factor = 3, add = 10 } }')
-    want = Schedule(cron="0 3 * * *", timezone="Europe/Berlin", jitter=timedelta(minutes=5), missed=Missed.ALL,
-                    catch_up=timedelta(hours=6), grow_limit=GrowLimit(3.0, 10))
+    want = Schedule(cron="0 3 * * *", timezone="Europe/Berlin", jitter=timedelta(minutes=5),
+                    missed=Missed.ALL, catch_up=timedelta(hours=6), grow_limit=GrowLimit(3.0, 10))
     assert parse_job(inline).schedule == want
     table = job("") + ('[schedule]\ncron = "0 3 * * *"\ntimezone = "Europe/Berlin"\njitter = "5m"\n'
                        'missed = "all"\ncatch_up = "6h"\ngrow_limit = { factor = 3, add = 10 }\n')
@@ -79,8 +79,8 @@ def test_scheduled_delete_with_expect_max_is_accepted() -> None:
 
 CASES = [
     ("not-a-string", "schedule = 5",
-     f"job.toml: [schedule] {CRON_HELP} or a table with cron, timezone, jitter, missed, catch_up, grow_limit; "
-     "got integer 5"),
+     f"job.toml: [schedule] {CRON_HELP} or a table with cron, timezone, jitter, missed, catch_up, "
+     "grow_limit; got integer 5"),
     ("fields", 'schedule = "0 3 * *"',
      f"job.toml: [schedule] {CRON_HELP}, got string '0 3 * *': 4 fields instead of 5"),
     ("seconds-field", 'schedule = "0 0 3 * * *"',
@@ -93,8 +93,8 @@ CASES = [
      f"job.toml: [schedule] {CRON_HELP}, got string '0 3 * * FUN': bad day-of-week 'FUN' (accepted: 0-7 or "
      "SUN-SAT, with #N or L, *, lists a,b, ranges a-b and steps */n)"),
     ("impossible-day", 'schedule = "0 3 30 2 *"',
-     f"job.toml: [schedule] {CRON_HELP}, got string '0 3 30 2 *': bad day-of-month '30' (accepted: 1-31, L or "
-     "LW, *, lists a,b, ranges a-b and steps */n)"),
+     f"job.toml: [schedule] {CRON_HELP}, got string '0 3 30 2 *': bad day-of-month '30' (accepted: 1-31, "
+     "L or LW, *, lists a,b, ranges a-b and steps */n)"),
     ("macro", 'schedule = "@nightly"',
      f"job.toml: [schedule] {CRON_HELP}, got string '@nightly': unknown macro; did you mean '@midnight' or "
      "'@monthly'? accepted: @yearly, @annually, @monthly, @weekly, @daily, @midnight, @hourly"),
@@ -102,8 +102,8 @@ CASES = [
     ("cron-missing", 'schedule = { timezone = "UTC" }',
      f"job.toml: [schedule.cron] missing required key 'cron' in [schedule]: {CRON_HELP[9:]}"),
     ("unknown-key", 'schedule = { cron = "0 3 * * *", timezon = "UTC" }',
-     "job.toml: [schedule.timezon] unknown key 'timezon' in [schedule]; did you mean 'timezone'? accepted: cron,"
-     " timezone, jitter, missed, catch_up, grow_limit"),
+     "job.toml: [schedule.timezon] unknown key 'timezon' in [schedule]; did you mean 'timezone'? accepted: "
+     "cron, timezone, jitter, missed, catch_up, grow_limit"),
     ("timezone", 'schedule = { cron = "0 3 * * *", timezone = "Berlin" }',
      'job.toml: [schedule.timezone] expected an IANA time zone name such as "Europe/Berlin", '
      "\"America/New_York\" or \"UTC\", got string 'Berlin'; did you mean 'Europe/Berlin'?"),
@@ -117,15 +117,16 @@ CASES = [
     ("missed", 'schedule = { cron = "0 3 * * *", missed = "last" }',
      "job.toml: [schedule.missed] unknown policy 'last'; did you mean 'latest'? accepted: skip, latest, all"),
     ("catch-up-short", 'schedule = { cron = "0 3 * * *", catch_up = "30s" }',
-     "job.toml: [schedule.catch_up] expected at least 1m (a slot up to 1m late is always on time), got '30s'"),
+     "job.toml: [schedule.catch_up] expected at least 1m (a slot up to 1m late is always on time), "
+     "got '30s'"),
     ("catch-up-type", 'schedule = { cron = "0 3 * * *", catch_up = 6 }',
-     'job.toml: [schedule.catch_up] expected a duration such as "90d", "12h", "30m" or "2w" (units: w, d, h, m,'
-     " s), got integer 6"),
+     'job.toml: [schedule.catch_up] expected a duration such as "90d", "12h", "30m" or "2w" '
+     "(units: w, d, h, m, s), got integer 6"),
     ("jitter-gap", 'schedule = { cron = "*/10 * * * *", jitter = "10m" }',
      "job.toml: [schedule.jitter] expected less than the 10m between two slots of '*/10 * * * *', got '10m'"),
     ("jitter-huge", 'schedule = { cron = "0 3 1 1 *", jitter = "2d" }',
-     'job.toml: [schedule.jitter] expected a duration such as "90d", "12h", "30m" or "2w" (units: w, d, h, m, s)'
-     " of at most 24h, got '2d'"),
+     'job.toml: [schedule.jitter] expected a duration such as "90d", "12h", "30m" or "2w" '
+     "(units: w, d, h, m, s) of at most 24h, got '2d'"),
     ("grow-type", 'schedule = { cron = "0 3 * * *", grow_limit = 2 }',
      "job.toml: [schedule.grow_limit] expected a table such as { factor = 2, add = 50 }, got integer 2"),
     ("grow-factor", 'schedule = { cron = "0 3 * * *", grow_limit = { factor = 0.5 } }',
@@ -133,7 +134,8 @@ CASES = [
     ("grow-add", 'schedule = { cron = "0 3 * * *", grow_limit = { add = -1 } }',
      "job.toml: [schedule.grow_limit.add] expected an integer from 0 to 1000000, got integer -1"),
     ("grow-key", 'schedule = { cron = "0 3 * * *", grow_limit = { times = 2 } }',
-     "job.toml: [schedule.grow_limit.times] unknown key 'times' in [schedule.grow_limit]; accepted: factor, add"),
+     "job.toml: [schedule.grow_limit.times] unknown key 'times' in [schedule.grow_limit]; "
+     "accepted: factor, add"),
 ]
 
 

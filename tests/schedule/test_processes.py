@@ -77,6 +77,10 @@ def test_two_schedulers_on_one_home_run_a_slot_once(sim: SimServer, jobs: Path,
                                          "bulkops.schedule.slot.done"}
     assert {(e["job"], e["slot"]) for e in run} == {("tag", "2027-01-10T03:00:00Z")}
     assert tagged(sim) == 82 and len(writes(sim)) == 82
+    # the token is in no event, no output and not in the slot store
+    assert all(sim.api_key not in out + err for _, out, err in results)
+    store = Path(proc_env["BULKOPS_HOME"]) / "schedule" / "slots.sqlite"
+    assert sim.api_key.encode() not in store.read_bytes()
 
 
 def events(stderr: str) -> list[dict[str, Any]]:
@@ -137,6 +141,6 @@ def test_sigterm_stops_the_run_resumably(sim: SimServer, jobs: Path, proc_env: d
     assert (job["last"]["state"], job["last"]["run_id"]) == ("interrupted", run_id)
     sim.faults.set_spec("none")
     resumed = subprocess.run([*BULKOPS, "resume", run_id], env=proc_env, capture_output=True, text=True,
-                             timeout=60)
+                             timeout=60, check=False)
     assert resumed.returncode == 0, resumed.stderr
     assert tagged(sim) == 160

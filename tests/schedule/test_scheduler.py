@@ -21,6 +21,7 @@ from tests.conftest import rows, writes
 from tests.schedule.conftest import at, scheduler, tag_job, write
 
 pytestmark = pytest.mark.anyio
+BERLIN_NIGHT = '{ cron = "30 2 * * *", timezone = "Europe/Berlin" }'
 
 
 def tags(sim: SimServer, key: str = "nightly") -> dict[str, int]:
@@ -28,7 +29,7 @@ def tags(sim: SimServer, key: str = "nightly") -> dict[str, int]:
 
 
 async def test_a_due_slot_runs_once(sim: SimServer, jobs: Path, home: Path) -> None:
-    """A slot due 10 s ago runs plan → apply; ticking again at the same time or later in the hour sends nothing."""
+    """A slot due 10 s ago runs plan → apply; ticking again then or later in the hour sends nothing."""
     write(jobs, "tag.toml", tag_job("tag", schedule='"0 3 * * *"'))
     clock = ManualClock(at("2027-01-10T03:00:10Z"))
     s = scheduler(sim, jobs, clock)
@@ -45,7 +46,7 @@ async def test_a_due_slot_runs_once(sim: SimServer, jobs: Path, home: Path) -> N
 
 
 async def test_first_sight_does_not_run_an_old_slot(sim: SimServer, jobs: Path, home: Path) -> None:
-    """A job first seen 5 minutes after its slot starts with the next slot: nothing runs, nothing is missed."""
+    """A job first seen 5 minutes after its slot starts with the next slot: nothing runs or is missed."""
     write(jobs, "tag.toml", tag_job("tag", schedule='"0 3 * * *"'))
     s = scheduler(sim, jobs, ManualClock(at("2027-01-10T03:05:00Z")))
     assert await s.run_due() == []
@@ -66,7 +67,7 @@ async def run_ticks(sim: SimServer, jobs: Path, start: str, end: str, every: tim
 async def test_spring_forward_night_runs_once_at_the_jump(sim: SimServer, jobs: Path, home: Path) -> None:
     """30 2 * * * in Berlin, ticking every 10 min over the 2027-03-28 change: one run a night, that night at
     03:00 CEST (01:00Z) since 02:30 does not exist — as cron does."""
-    write(jobs, "night.toml", tag_job("night", schedule='{ cron = "30 2 * * *", timezone = "Europe/Berlin" }'))
+    write(jobs, "night.toml", tag_job("night", schedule=BERLIN_NIGHT))
     ran = await run_ticks(sim, jobs, "2027-03-27T00:00:00Z", "2027-03-29T03:00:00Z", timedelta(minutes=10))
     assert ran == ["2027-03-27T01:30:00Z done", "2027-03-28T01:00:00Z nothing_to_do",
                    "2027-03-29T00:30:00Z nothing_to_do"]
@@ -74,7 +75,7 @@ async def test_spring_forward_night_runs_once_at_the_jump(sim: SimServer, jobs: 
 
 async def test_fall_back_night_runs_once(sim: SimServer, jobs: Path, home: Path) -> None:
     """30 2 * * * in Berlin over the 2026-10-25 change: 02:30 comes twice that night, the job runs once."""
-    write(jobs, "night.toml", tag_job("night", schedule='{ cron = "30 2 * * *", timezone = "Europe/Berlin" }'))
+    write(jobs, "night.toml", tag_job("night", schedule=BERLIN_NIGHT))
     ran = await run_ticks(sim, jobs, "2026-10-24T23:00:00Z", "2026-10-26T03:00:00Z", timedelta(minutes=10))
     assert ran == ["2026-10-25T00:30:00Z done", "2026-10-26T01:30:00Z nothing_to_do"]
 
@@ -135,15 +136,15 @@ async def test_one_failing_job_does_not_stop_the_others(sim: SimServer, jobs: Pa
     assert {k: r.state for k, r in results.items()} == {
         "missing": SlotState.FAILED, "bounded": SlotState.REFUSED, "good": SlotState.DONE}
     assert "fleet 'acme/nope' not found" in results["missing"].detail
-    assert results["bounded"].detail == ("expect.max is 10 but the job targets 160 devices; narrow the filter, "
-                                         "or raise expect.max")
+    assert results["bounded"].detail == ("expect.max is 10 but the job targets 160 devices; narrow the "
+                                         "filter, or raise expect.max")
     [bad] = s.jobs.invalid()
     assert bad.path.name == "c-broken.toml" and "4 fields instead of 5" in bad.error
     assert tags(sim) == {"yes": 82}
 
 
 async def test_changed_new_and_removed_files_are_picked_up(sim: SimServer, jobs: Path, home: Path) -> None:
-    """A rewritten job file is used from its next slot, a new file is scheduled, a removed one no longer runs."""
+    """A rewritten job file is used from its next slot, a new one is scheduled, a removed one stops."""
     path = write(jobs, "tag.toml", tag_job("tag", schedule='"0 * * * *"', value="v1"))
     clock = ManualClock(at("2027-01-10T03:00:05Z"))
     s = scheduler(sim, jobs, clock)
@@ -159,6 +160,10 @@ async def test_changed_new_and_removed_files_are_picked_up(sim: SimServer, jobs:
     clock.set(at("2027-01-10T05:00:05Z"))
     assert [r.job for r in await s.run_due()] == ["other"]
     assert sorted(s.jobs.scheduled()) == ["other"]
+    data = status.status(s.jobs, s.store, clock.now())
+    shown = {e["job"]: e for e in data["jobs"]}
+    assert (shown["tag"]["in_directory"], shown["tag"]["last"]["state"]) == (False, "done")
+    assert "tag  (no longer in the directory)" in status.status_text(data)
 
 
 async def test_next_wakeup_is_the_next_due_time_or_the_reload_interval(sim: SimServer, jobs: Path,

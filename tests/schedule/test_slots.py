@@ -31,7 +31,7 @@ def keys(slots: list[datetime] | tuple[datetime, ...]) -> list[str]:
 
 
 def test_timezone_slots_are_local_wall_time() -> None:
-    """A 03:00 Europe/Berlin slot is 02:00Z in winter and 01:00Z in summer; America/New_York 03:00 is 08:00Z."""
+    """03:00 Europe/Berlin is 02:00Z in winter and 01:00Z in summer; 03:00 America/New_York is 08:00Z."""
     berlin = Schedule(cron="0 3 * * *", timezone="Europe/Berlin")
     assert keys(next_slots(berlin, utc(2027, 1, 10), 2)) == ["2027-01-10T02:00:00Z", "2027-01-11T02:00:00Z"]
     assert keys(next_slots(berlin, utc(2027, 7, 10), 1)) == ["2027-07-10T01:00:00Z"]
@@ -139,7 +139,7 @@ def test_missed_all_runs_each_slot_inside_catch_up_oldest_first() -> None:
 
 
 def test_long_downtime_beyond_catch_up_runs_nothing_and_skips_all() -> None:
-    """A daily job down for 3 days with catch_up 6h, 20 h after its last slot: nothing runs, 3 slots skipped."""
+    """A daily job down 3 days, catch_up 6h, 20 h after its last slot: nothing runs, 3 slots skipped."""
     s = Schedule(cron="0 3 * * *", missed=Missed.LATEST, catch_up=timedelta(hours=6))
     d = decide("j", s, utc(2027, 1, 10, 4), utc(2027, 1, 13, 23))
     assert d.run == ()
@@ -155,8 +155,8 @@ def test_a_huge_gap_is_journaled_as_one_range_then_decided() -> None:
     assert d.run == (utc(2026, 1, 8),)
     first = d.skip[0]
     assert (first.slot, first.reason) == (utc(2026, 1, 1, 0, 1), SkipReason.TOO_LATE)
-    assert first.detail == ("more than 1,000 slots from 2026-01-01T00:01:00Z to 2026-01-07T23:49:00Z came due "
-                            "unseen, all later than catch_up 10m")
+    assert first.detail == ("more than 1,000 slots from 2026-01-01T00:01:00Z to 2026-01-07T23:49:00Z came "
+                            "due unseen, all later than catch_up 10m")
     assert len(d.skip) < 100  # the range row, then the last minutes one by one
     assert d.cursor == utc(2026, 1, 8)
 

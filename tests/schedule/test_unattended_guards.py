@@ -35,19 +35,22 @@ def set_offline(sim: SimServer, fleet: str, count: int) -> None:
     sim.db.conn.execute(f"UPDATE device SET is_online=0 WHERE id IN ({marks})", ids[:count])
 
 
+TAG_ACTION = 'type = "set_tag"\nkey = "nightly"\nvalue = "yes"'
+ENV_ACTION = 'type = "set_env"\nname = "NIGHTLY"\nvalue = "1"'
 OFFLINE_TAG = tag_job("mark-offline", schedule='"0 * * * *"', key="offline").replace(
     '[action]', 'filter = "is_online eq false"\n[action]')
 
 
 async def test_a_plan_past_grow_limit_waits_for_approval(sim: SimServer, jobs: Path, home: Path) -> None:
     """After a run that changed 3 devices, a plan of 60 (> max(2×3, 3+50)) is not applied: the slot is
-    journaled as needing approval with the numbers and the command; an approved run of that slot applies it."""
+    journaled as needing approval with the numbers and the command; an approved run of the slot applies it."""
     write(jobs, "offline.toml", OFFLINE_TAG)
     set_offline(sim, "acme/sensor", 3)
     clock = ManualClock(at("2027-01-10T03:00:05Z"))
     s = scheduler(sim, jobs, clock)
     [first] = await s.run_due()
-    assert first.state is SlotState.DONE and first.summary is not None and first.summary.counts["applied"] == 3
+    assert first.state is SlotState.DONE and first.summary is not None
+    assert first.summary.counts["applied"] == 3
     set_offline(sim, "acme/sensor", 63)  # 60 more: the 3 tagged already are no-ops
     clock.set(at("2027-01-10T04:00:05Z"))
     sent = len(writes(sim))
@@ -81,7 +84,7 @@ async def test_jobs_with_overlapping_targets_run_one_after_the_other(sim: SimSer
     fleet does not wait for them."""
     write(jobs, "a.toml", tag_job("a-tag", schedule='"0 3 * * *"', fleet="acme/gateway"))
     write(jobs, "b.toml", tag_job("b-env", schedule='"0 3 * * *"', fleet="acme/gateway").replace(
-        'type = "set_tag"\nkey = "nightly"\nvalue = "yes"', 'type = "set_env"\nname = "NIGHTLY"\nvalue = "1"'))
+        TAG_ACTION, ENV_ACTION))
     s = scheduler(sim, jobs, ManualClock(at("2027-01-10T03:00:05Z")))
     results = await s.run_due()
     assert sorted((r.job, r.state) for r in results) == [("a-tag", SlotState.DONE), ("b-env", SlotState.DONE)]
@@ -96,7 +99,7 @@ async def test_jobs_on_disjoint_fleets_run_side_by_side(sim: SimServer, jobs: Pa
     """Two jobs on different fleets due in the same tick run at the same time: their requests interleave."""
     write(jobs, "a.toml", tag_job("a-tag", schedule='"0 3 * * *"', fleet="acme/gateway"))
     write(jobs, "b.toml", tag_job("b-env", schedule='"0 3 * * *"', fleet="acme/sensor").replace(
-        'type = "set_tag"\nkey = "nightly"\nvalue = "yes"', 'type = "set_env"\nname = "NIGHTLY"\nvalue = "1"'))
+        TAG_ACTION, ENV_ACTION))
     sim.faults.set_spec("latency=10ms,methods=POST")
     s = scheduler(sim, jobs, ManualClock(at("2027-01-10T03:00:05Z")))
     assert [r.state for r in await s.run_due()] == [SlotState.DONE, SlotState.DONE]
