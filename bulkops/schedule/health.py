@@ -13,9 +13,11 @@ from datetime import datetime, timedelta
 import anyio
 import orjson
 import structlog
-from anyio.abc import SocketAttribute, SocketStream, TaskStatus
+from anyio.abc import SocketAttribute, SocketStream
+from anyio.streams.stapled import MultiListener
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Gauge, generate_latest
 
+from bulkops.errors import RunError
 from bulkops.schedule.run import SlotResult
 from bulkops.schedule.store import SlotState
 
@@ -112,12 +114,17 @@ class HealthServer:
             except (anyio.BrokenResourceError, anyio.ClosedResourceError):
                 return
 
-    async def serve(self, host: str, port: int, *,
-                    task_status: TaskStatus[int] = anyio.TASK_STATUS_IGNORED) -> None:
-        """Listen on ``host:port`` (0: any free port, reported through ``task_status``) until cancelled."""
-        listener = await anyio.create_tcp_listener(local_host=host, local_port=port)
+    async def listen(self, host: str, port: int) -> MultiListener[SocketStream]:
+        """Bind ``host:port`` (0: any free port); :class:`RunError` naming the address when it cannot."""
+        try:
+            listener = await anyio.create_tcp_listener(local_host=host, local_port=port)
+        except OSError as exc:
+            raise RunError(f"cannot serve --health-port on {host}:{port}: {exc.strerror or exc}") from None
         self.port = int(listener.extra(SocketAttribute.local_port))  # noqa: S610 - anyio's typed attributes, not Django
         log.info("bulkops.schedule.health.listening", host=host, port=self.port)
-        task_status.started(self.port)
+        return listener
+
+    async def serve(self, listener: MultiListener[SocketStream]) -> None:
+        """Answer on ``listener`` until cancelled."""
         async with listener:
             await listener.serve(self._handle)

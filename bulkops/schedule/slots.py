@@ -56,14 +56,14 @@ def slot_key(when: datetime) -> str:
     return when.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
-def parse_slot(text: str) -> datetime:
+def parse_slot(text: str, *, flag: str = "--slot") -> datetime:
     """An ISO-8601 time (``Z``, an offset, or none for UTC) as an aware UTC datetime, whole seconds."""
     value = text.strip()
     try:
         parsed = datetime.fromisoformat(value[:-1] + "+00:00" if value[-1:] in {"Z", "z"} else value)
     except ValueError:
         raise InputError(
-            f"--slot expects an ISO-8601 time such as 2026-03-29T01:00:00Z, got {text!r}") from None
+            f"{flag} expects an ISO-8601 time such as 2026-03-29T01:00:00Z, got {text!r}") from None
     if parsed.tzinfo is None:
         parsed = parsed.replace(tzinfo=UTC)
     return parsed.astimezone(UTC).replace(microsecond=0)

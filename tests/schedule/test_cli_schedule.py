@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
 from datetime import timedelta
 from pathlib import Path
 
@@ -226,3 +228,37 @@ def test_unattended_run_journals_missed_slots_like_the_scheduler(env: SimServer,
     assert len(reasons) in {9, 10} and set(reasons) == {"superseded", "too_late"}
     err = capsys.readouterr().err
     assert f"bulkops: slot {slots[0].slot} of job j skipped (too_late): due " in err
+
+
+@pytest.mark.parametrize(("argv", "message"), [
+    (["--at", "2027-01-10T03:00:00Z"], "--at goes with --list or --once"),
+    (["--once", "--at", "tomorrow"],
+     "--at expects an ISO-8601 time such as 2026-03-29T01:00:00Z, got 'tomorrow'"),
+    (["--once", "--json"], "--json goes with --list or --status"),
+    (["--status", "--next", "2"], "--next goes with --list"),
+    (["--list", "--next", "0"], "--next expects a positive number of slots, got 0"),
+    (["--status", "--health-port", "9464"],
+     "--health-port goes with the scheduler, not with --list or --status"),
+    (["--health-port", "70000"], "--health-port expects a port from 0 to 65535, got 70000"),
+])
+def test_schedule_flag_errors(jobs: Path, capsys: pytest.CaptureFixture[str], argv: list[str],
+                              message: str) -> None:
+    """Flags out of place are invalid input, named exactly."""
+    assert main(["schedule", str(jobs), *argv]) == ExitCode.INVALID_INPUT
+    assert capsys.readouterr().err.strip().splitlines()[-1] == f"bulkops: error: {message}"
+
+
+def test_schedule_needs_a_directory(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """A DIR that is not a directory is refused with what is expected."""
+    assert main(["schedule", str(tmp_path / "nope"), "--list"]) == ExitCode.INVALID_INPUT
+    assert capsys.readouterr().err.strip() == (
+        f"bulkops: error: '{tmp_path / 'nope'}' is not a directory: give the folder that holds the job files")
+
+
+def test_other_commands_start_without_the_scheduler_dependencies() -> None:
+    """Loading the CLI imports neither prometheus-client nor the scheduler's implementation."""
+    code = ("import sys, bulkops.cli.main; "
+            "print(sorted(m for m in ('prometheus_client', 'bulkops.cli.scheduling') if m in sys.modules))")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60,
+                          check=True)
+    assert done.stdout.strip() == "[]"

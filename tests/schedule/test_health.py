@@ -3,15 +3,16 @@ requests and 429s per job in the Prometheus text format."""
 
 from __future__ import annotations
 
-from datetime import timedelta
+from datetime import datetime, timedelta
 from pathlib import Path
 
 import anyio
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
+from bulkops.errors import RunError
 from bulkops.schedule.clock import ManualClock
-from bulkops.schedule.health import HealthServer
+from bulkops.schedule.health import HealthServer, Metrics
 from bulkops.sim.server import SimServer
 from tests.schedule.conftest import at, scheduler, tag_job, write
 
@@ -47,7 +48,9 @@ async def test_healthz_and_metrics(sim: SimServer, jobs: Path, home: Path) -> No
     s = scheduler(sim, jobs, clock)
     server = HealthServer(s.metrics, clock.now)
     async with anyio.create_task_group() as tg:
-        port = await tg.start(server.serve, "127.0.0.1", 0)
+        tg.start_soon(server.serve, await server.listen("127.0.0.1", 0))
+        assert server.port is not None
+        port = server.port
         assert await get(port, "/healthz") == (503, b'{"status":"starting","last_tick":null}')
         [done] = await s.run_due()
         assert await get(port, "/healthz") == (
@@ -74,3 +77,17 @@ async def test_healthz_and_metrics(sim: SimServer, jobs: Path, home: Path) -> No
         assert (await get(port, "/nope"))[0] == 404
         assert (await get(port, "/metrics", "POST"))[0] == 405
         tg.cancel_scope.cancel()
+
+
+async def test_a_health_port_in_use_is_a_clear_error() -> None:
+    """A --health-port that cannot be bound is refused naming the address, before the scheduler starts."""
+    def now() -> datetime:
+        return at("2027-01-10T03:00:00Z")
+
+    first = HealthServer(Metrics(), now)
+    listener = await first.listen("127.0.0.1", 0)
+    assert first.port is not None
+    async with listener:
+        with pytest.raises(RunError) as info:
+            await HealthServer(Metrics(), now).listen("127.0.0.1", first.port)
+    assert str(info.value) == f"cannot serve --health-port on 127.0.0.1:{first.port}: Address already in use"

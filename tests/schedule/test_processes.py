@@ -62,6 +62,19 @@ def test_two_unattended_runs_of_one_slot_apply_it_once(sim: SimServer, jobs: Pat
     assert [e.method for e in writes(sim)] == ["POST"] * 82
 
 
+def test_two_unattended_runs_from_the_schedule_write_once(sim: SimServer, jobs: Path,
+                                                          proc_env: dict[str, str]) -> None:
+    """Two `run --unattended` processes without --slot (the slot comes from the schedule, as in a CronJob
+    pod): the server sees one set of writes, and at most one of them applied anything."""
+    path = write(jobs, "tag.toml", tag_job("tag", schedule='"* * * * *"'))
+    argv = ["run", str(path), "--yes", "--unattended"]
+    results = finish([start(argv, proc_env), start(argv, proc_env)])
+    assert [code for code, _, _ in results] == [0, 0], results
+    assert sum("state    done" in out for _, out, _ in results) == 1
+    assert tagged(sim) == 82
+    assert [e.method for e in writes(sim)] == ["POST"] * 82
+
+
 def test_two_schedulers_on_one_home_run_a_slot_once(sim: SimServer, jobs: Path,
                                                     proc_env: dict[str, str]) -> None:
     """Two `schedule DIR --once` processes at the same moment: the slot runs in exactly one of them."""

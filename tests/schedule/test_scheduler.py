@@ -238,3 +238,15 @@ async def test_status_notes_a_slot_whose_process_died(sim: SimServer, jobs: Path
                                      "finishing it")
     assert await scheduler(sim, jobs, clock).run_due() == []
     assert writes(sim) == []
+
+
+async def test_two_files_with_one_job_name_schedule_the_first(sim: SimServer, jobs: Path, home: Path) -> None:
+    """Two scheduled files with the same name: the first (in path order) runs, the second is reported."""
+    write(jobs, "a.toml", tag_job("same", schedule='"0 3 * * *"'))
+    write(jobs, "b.toml", tag_job("same", schedule='"0 3 * * *"', key="other"))
+    s = scheduler(sim, jobs, ManualClock(at("2027-01-10T03:00:05Z")))
+    assert [(r.job, r.state) for r in await s.run_due()] == [("same", SlotState.DONE)]
+    assert tags(sim) == {"yes": 82} and tags(sim, "other") == {}
+    [bad] = s.jobs.invalid()
+    assert bad.error == (f"{jobs}/b.toml: job name 'same' is used by {jobs}/a.toml too: each scheduled job "
+                         "needs its own name (the name is half of the run key)")
