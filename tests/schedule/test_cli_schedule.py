@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import stat
 import subprocess
 import sys
 from datetime import timedelta
@@ -63,7 +64,7 @@ def test_list_json_with_jitter_and_problems(jobs: Path, capsys: pytest.CaptureFi
     assert "6 fields instead of 5" in data["invalid"][0]["error"]
 
 
-def test_once_then_status(env: SimServer, jobs: Path, capsys: pytest.CaptureFixture[str]) -> None:
+def test_once_then_status(env: SimServer, jobs: Path, home: Path, capsys: pytest.CaptureFixture[str]) -> None:
     """--once runs what is due; after a gap, --status shows the last outcome, the next slot and every skipped
     slot with its reason, as text and as JSON."""
     write(jobs, "hourly.toml", tag_job("hourly", schedule='{ cron = "0 * * * *", catch_up = "2h" }'))
@@ -90,6 +91,12 @@ def test_once_then_status(env: SimServer, jobs: Path, capsys: pytest.CaptureFixt
     assert [(r["slot"], r["reason"]) for r in job["skipped"]] == [("2027-01-10T02:00:00Z", "superseded"),
                                                                   ("2027-01-10T01:00:00Z", "too_late")]
     store.close()
+    # the store and the locks are the owner's only
+    folder = home / "schedule"
+    assert stat.S_IMODE(folder.stat().st_mode) == 0o700
+    assert {stat.S_IMODE(p.stat().st_mode) for p in folder.glob("slots.sqlite*")} == {0o600}
+    assert stat.S_IMODE((folder / "locks").stat().st_mode) == 0o700
+    assert {stat.S_IMODE(p.stat().st_mode) for p in (folder / "locks").iterdir()} == {0o600}
 
 
 @pytest.mark.parametrize(("argv", "message"), [
