@@ -176,3 +176,11 @@ def test_parse_slot_refuses_what_is_not_a_time() -> None:
     with pytest.raises(InputError) as info:
         parse_slot("tonight")
     assert str(info.value) == "--slot expects an ISO-8601 time such as 2026-03-29T01:00:00Z, got 'tonight'"
+
+
+def test_missed_skip_supersedes_an_older_slot_also_on_time() -> None:
+    """missed = "skip" with two minute slots on time in one tick: the newer runs, the older is superseded."""
+    s = Schedule(cron="* * * * *", missed=Missed.SKIP)
+    d = decide("j", s, utc(2027, 1, 10, 2, 59, 30), utc(2027, 1, 10, 3, 1))
+    assert d.run == (utc(2027, 1, 10, 3, 1),)
+    assert [(k.slot, k.reason) for k in d.skip] == [(utc(2027, 1, 10, 3), SkipReason.SUPERSEDED)]
