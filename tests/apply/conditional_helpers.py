@@ -9,6 +9,7 @@ from typing import Any
 
 import aiohttp
 import anyio
+import orjson
 import pytest
 from aiohttp import web
 
@@ -45,19 +46,34 @@ def write_filter(url: str) -> Node | None:
     return parse(query.removeprefix("$filter=")) if query.startswith("$filter=") else None
 
 
+BAD_GATEWAY = b"<html><head><title>502 Bad Gateway</title></head><body><h1>Bad Gateway</h1></body></html>"
+
+
 class Interloper:
     """Forwards every request to the simulator. Before forwarding the first write of (method, resource)
     in ``before_write``, it runs that callback: a change that lands between bulkops' last look and its
-    write."""
+    write. Writes of a pair in ``refuse`` are answered (status, JSON text) without being forwarded. Once
+    a write to a resource in ``break_reads`` went out, every GET of that resource answers a 502 page."""
 
     def __init__(self, upstream: str) -> None:
         self.upstream = upstream
         self.before_write: dict[tuple[str, str], Callable[[], None]] = {}
+        self.refuse: dict[tuple[str, str], tuple[int, str]] = {}
+        self.break_reads: set[str] = set()
         self.fired: list[str] = []
+        self.broken: set[str] = set()
 
     async def handle(self, request: web.Request) -> web.StreamResponse:
         body = await request.read()
-        hook = self.before_write.pop((request.method, resource_of(request.path)), None)
+        resource = resource_of(request.path)
+        if request.method == "GET" and resource in self.broken:
+            return web.Response(status=502, body=BAD_GATEWAY, content_type="text/html")
+        if request.method in WRITES and resource in self.break_reads:
+            self.broken.add(resource)
+        refusal = self.refuse.get((request.method, resource))
+        if refusal is not None:
+            return web.Response(status=refusal[0], body=orjson.dumps(refusal[1]), content_type="application/json")
+        hook = self.before_write.pop((request.method, resource), None)
         if hook is not None and request.method in WRITES:
             hook()
             self.fired.append(f"{request.method} {request.path_qs}")
