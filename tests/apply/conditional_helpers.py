@@ -57,7 +57,7 @@ class Interloper:
 
     def __init__(self, upstream: str) -> None:
         self.upstream = upstream
-        self.before_write: dict[tuple[str, str], Callable[[], None]] = {}
+        self.before_write: dict[tuple[str, str], Callable[[], object]] = {}
         self.refuse: dict[tuple[str, str], tuple[int, str]] = {}
         self.break_reads: set[str] = set()
         self.fired: list[str] = []
@@ -72,7 +72,8 @@ class Interloper:
             self.broken.add(resource)
         refusal = self.refuse.get((request.method, resource))
         if refusal is not None:
-            return web.Response(status=refusal[0], body=orjson.dumps(refusal[1]), content_type="application/json")
+            return web.Response(status=refusal[0], body=orjson.dumps(refusal[1]),
+                                content_type="application/json")
         hook = self.before_write.pop((request.method, resource), None)
         if hook is not None and request.method in WRITES:
             hook()

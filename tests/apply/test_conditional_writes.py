@@ -24,6 +24,8 @@ from tests.conftest import rows, writes
 __all__ = ["interloped"]
 pytestmark = pytest.mark.anyio
 FLEET = "acme/gateway-next"  # 18 of the 600 demo devices
+HAS_ROLE = "device_environment_variable/any(v:v/name eq 'ROLE')"
+ROLES = "SELECT device, value FROM device_environment_variable WHERE name='ROLE' ORDER BY device"
 CLEANUP = """\
 name = "cleanup"
 [target]
@@ -70,7 +72,7 @@ def test_cleanup_leaves_a_device_that_came_back_online(sim: SimServer, home: Pat
     assert cutoff.startswith(f"belongs_to__application in ({fleet}) and is_online eq false and "
                              "last_connectivity_event lt datetime'")
     deletes = [e for e in writes(sim) if e.method == "DELETE"]
-    assert deletes and all(f"and {cutoff}" in e.url for e in deletes), deletes[0].url
+    assert deletes and all(f"and ({cutoff})" in e.url for e in deletes), deletes[0].url
 
 
 async def _plan(url: str, key: str, text: str) -> Plan:
@@ -108,7 +110,7 @@ async def test_child_write_of_a_device_moved_out_of_the_fleet_is_drifted(sim: Si
     assert summary.counts["drifted"] == 1
     fleet = sim.demo.fleets[FLEET]
     patches = [e for e in writes(sim) if e.method == "PATCH"]
-    assert patches and all(f"device/any(d:d/belongs_to__application in ({fleet}))" in e.url for e in patches)
+    assert patches and all(f"device/any(o:o/belongs_to__application in ({fleet}))" in e.url for e in patches)
 
 
 def _one_off(sim: SimServer, name: str) -> list[tuple[int, int, str]]:
@@ -141,7 +143,7 @@ async def test_change_landing_just_before_a_write_is_not_overwritten(
     if case == "patch":
         sim.db.conn.execute("UPDATE device SET note='n-' || id WHERE belongs_to__application=?",
                             (sim.demo.fleets[FLEET],))
-    plan = await _plan(url, sim.api_key, _job(action, filt="device_environment_variable/any(v:v/name eq 'ROLE')"))
+    plan = await _plan(url, sim.api_key, _job(action, filt=HAS_ROLE))
     assert len([it for it in plan.items if it.kind is not ChangeKind.NOOP]) == 5
     device, row, _ = own[2]
     field = "note" if case == "patch" else "value"
@@ -163,8 +165,8 @@ async def test_undo_write_is_conditional(interloped: tuple[SimServer, Interloper
     with the condition in the write: a change made just before it is not overwritten."""
     sim, proxy, url = interloped
     own = _one_off(sim, "ROLE")
-    plan = await _plan(url, sim.api_key, _job('type = "set_env"\nname = "ROLE"\nvalue = "edge"',
-                                              filt="device_environment_variable/any(v:v/name eq 'ROLE')"))
+    action = 'type = "set_env"\nname = "ROLE"\nvalue = "edge"'
+    plan = await _plan(url, sim.api_key, _job(action, filt=HAS_ROLE))
     async with open_client(url, sim.api_key, plan.options) as client:
         journal = new_run(plan)
         await apply_plan(plan, client, journal)
@@ -177,5 +179,4 @@ async def test_undo_write_is_conditional(interloped: tuple[SimServer, Interloper
     summary, got = await _apply(url, sim.api_key, undo)
     assert got[device] == (Outcome.DRIFTED, "value is now 'theirs'")
     assert summary.counts["applied"] == 4
-    assert rows(sim, "SELECT device, value FROM device_environment_variable WHERE name='ROLE' ORDER BY device") \
-        == [(device, "theirs")] + [(d, v) for d, _, v in own[1:]]
+    assert rows(sim, ROLES) == [(device, "theirs")] + [(d, v) for d, _, v in own[1:]]

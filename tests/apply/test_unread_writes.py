@@ -54,7 +54,8 @@ async def test_write_answered_but_not_read_back_stays_sent_and_resume_reads_it(
     run_dir = journal.run_dir
     journal.close()
     ids = ",".join(str(plan.items[i].row_id) for i in changes)
-    assert rows(sim, f"SELECT DISTINCT value FROM device_environment_variable WHERE id IN ({ids})") == [("trace",)]
+    held = rows(sim, f"SELECT DISTINCT value FROM device_environment_variable WHERE id IN ({ids})")
+    assert held == [("trace",)]
     written = len(writes(sim))
     resumed = Journal.open(run_dir)
     async with open_client(sim.url, sim.api_key, plan.options) as client:
@@ -78,5 +79,5 @@ async def test_write_refused_and_not_read_back_fails_with_the_refusal(
     failed = {target: err for target, (outcome, err) in got.items() if outcome is Outcome.FAILED}
     assert len(failed) == plan.counts()["change"]
     for err in failed.values():
-        assert err.startswith(f"PATCH {url}/v7/device_environment_variable?$filter=id%20in%20("), err
+        assert err.startswith(f"PATCH {url}/v7/device_environment_variable?$filter="), err
         assert err.endswith(": HTTP 400: the request was refused: not today"), err

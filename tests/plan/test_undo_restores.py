@@ -45,8 +45,9 @@ async def test_undo_of_move_restores_release_pins(sim: SimServer, home: Path) ->
     async with open_client(sim.url, sim.api_key, plan.options) as client:
         undo = await make_undo_plan(plan, journal, client)
     journal.close()
-    assert f"{len(plan.items)} devices will move back to their previous fleet, with their release pins" \
-        in undo.warnings
+    n = len(plan.items)
+    assert undo.warnings == (f"{n} devices will move back to their previous fleet, with their release pins "
+                             "restored",)
     undone, undo_journal = await apply_only(sim, undo)
     undo_journal.close()
     assert undone.state is RunState.DONE and undone.counts["applied"] == len(plan.items)

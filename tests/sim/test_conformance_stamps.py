@@ -10,7 +10,8 @@ from tests.sim.test_conformance_writes import assert_empty_200, new_device
 def test_patch_sets_last_connectivity_event_as_given(api: Api) -> None:
     """PATCH of ``last_connectivity_event`` alone is 200 and the value is stored as given."""
     device = new_device(api)
-    answer = api.request("PATCH", f"/v7/device({device})", {"last_connectivity_event": "2025-06-01T00:00:00.000Z"})
+    stamp = {"last_connectivity_event": "2025-06-01T00:00:00.000Z"}
+    answer = api.request("PATCH", f"/v7/device({device})", stamp)
     assert_empty_200(answer)
     got = api.request("GET", f"/v7/device({device})?$select=last_connectivity_event").d
     assert got == [{"last_connectivity_event": "2025-06-01T00:00:00.000Z"}]
