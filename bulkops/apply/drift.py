@@ -1,4 +1,5 @@
-"""Why a conditional write left a target alone, in words an operator can check: what it is now.
+"""A target's outcome after a write, and why a conditional write left it alone, in words an operator can
+check: what it is now.
 
 * its row changed since the plan: ``value is now 'trace'``;
 * it no longer matches the job's target selection: ``no longer matches the job's target: is_online is
@@ -12,14 +13,17 @@ one for their current values, and one per selection term when the selection has 
 from __future__ import annotations
 
 from collections.abc import Mapping
+from dataclasses import replace
 from decimal import Decimal
 from typing import TYPE_CHECKING, Any
 
 import orjson
 
 from bulkops.api import readback
+from bulkops.api.readback import State
 from bulkops.apply.conditions import Selection, simple_field
-from bulkops.model import PlanItem
+from bulkops.journal.journal import Outcomes
+from bulkops.model import ChangeKind, Outcome, PlanItem
 from bulkops.odata.ast import Node, lit
 from bulkops.odata.render import render, render_literal
 from bulkops.v7.actions import normalize
@@ -28,6 +32,8 @@ if TYPE_CHECKING:
     from bulkops.api.client import Client
 
 NO_LONGER = "no longer matches the job's target"
+UNCOMPARABLE = ("its planned before-value cannot be compared in a $filter: not written (no write goes out "
+                "without its precondition)")
 NOUNS = {"device": "device", "application": "fleet"}
 
 
@@ -47,6 +53,22 @@ def changed(item: PlanItem, row: Mapping[str, Any]) -> str:
     parts = [f"{name} is now {show(normalize(row.get(name)))}"
              for name, was in sorted((item.before or {}).items()) if normalize(row.get(name)) != was]
     return ", ".join(parts) or "its value is no longer the planned before-value"
+
+
+def outcome(i: int, item: PlanItem, state: State, row: Mapping[str, Any] | None, *, status: int | None,
+            err: BaseException | None) -> Outcomes:
+    """Item ``i``'s outcome from where its row stands after a write (``err``: the write's error, if any)."""
+    if state is State.IN_PLACE:
+        return Outcomes(i, Outcome.APPLIED, status)
+    if state is State.GONE:
+        return Outcomes(i, Outcome.DRIFTED, status, "the row no longer exists")
+    if state is State.DRIFTED:
+        if item.kind is ChangeKind.CREATE:
+            return Outcomes(i, Outcome.DRIFTED, status, "a row with another value exists: "
+                            + changed(replace(item, before=item.after), row or {}))
+        return Outcomes(i, Outcome.DRIFTED, status, changed(item, row or {}))
+    reason = str(err) if err is not None else f"the server did not apply the {item.kind.value}"
+    return Outcomes(i, Outcome.FAILED, status if err is None else getattr(err, "status", status), reason)
 
 
 def _term(term: Node, row: Mapping[str, Any]) -> str:

@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Mapping
-from dataclasses import replace
 from typing import TYPE_CHECKING, Any
 
 import anyio
@@ -47,8 +46,6 @@ if TYPE_CHECKING:
 log = structlog.get_logger("bulkops.apply")
 FATAL = (AuthError, RetryAfterTooLongError, JournalError)
 ProgressCallback = Callable[[Progress], None]
-UNCOMPARABLE = "its planned before-value cannot be compared in a $filter: not written (no write goes out " \
-    "without its precondition)"
 
 
 class RunControl:
@@ -103,18 +100,7 @@ class _Engine:
 
     def _outcome(self, i: int, state: State, row: Mapping[str, Any] | None, status: int | None,
                  err: BaseException | None) -> Outcomes:
-        it = self.items[i]
-        if state is State.IN_PLACE:
-            return Outcomes(i, Outcome.APPLIED, status)
-        if state is State.GONE:
-            return Outcomes(i, Outcome.DRIFTED, status, "the row no longer exists")
-        if state is State.DRIFTED:
-            if it.kind is ChangeKind.CREATE:
-                return Outcomes(i, Outcome.DRIFTED, status, "a row with another value exists: "
-                                + drift.changed(replace(it, before=it.after), row or {}))
-            return Outcomes(i, Outcome.DRIFTED, status, drift.changed(it, row or {}))
-        reason = str(err) if err is not None else f"the server did not apply the {it.kind.value}"
-        return Outcomes(i, Outcome.FAILED, status if err is None else getattr(err, "status", status), reason)
+        return drift.outcome(i, self.items[i], state, row, status=status, err=err)
 
     def _unread(self, indices: tuple[int, ...], exc: RemoteError, err: BaseException | None) -> None:
         """A read-back after a write failed. A write the server refused changed nothing: failed, with the
@@ -155,7 +141,7 @@ class _Engine:
     async def _batch(self, unit: Unit) -> None:
         """One conditional write, then one read-back: the server itself left alone what changed."""
         if unit.kind is UnitKind.UNCOMPARABLE:
-            self.record([Outcomes(i, Outcome.FAILED, None, UNCOMPARABLE) for i in unit.indices])
+            self.record([Outcomes(i, Outcome.FAILED, None, drift.UNCOMPARABLE) for i in unit.indices])
             return
         status, err = await self._send(unit)
         items = {i: self.items[i] for i in unit.indices}

@@ -31,6 +31,7 @@ from bulkops.model import ChangeKind, PlanItem
 from bulkops.odata.ast import Node
 
 MIN_CONDITIONAL = 10  # items sharing one before-value that get batches of their own
+MAX_TERMS = 100  # before-value terms OR'd in one write (balena was seen to take 150)
 UrlLength = Callable[[str, Node | None], int]
 
 
@@ -60,11 +61,12 @@ def chunks(
     url_length: UrlLength,
 ) -> list[tuple[tuple[int, ...], Node]]:
     """Split ``(index, row_id, before condition)`` triples (those of one before-value next to each other)
-    into batches of at most ``batch_size`` whose write filter fits the URL budget."""
+    into batches of at most ``batch_size`` and ``MAX_TERMS`` before-values whose write filter fits the
+    URL budget."""
     out: list[tuple[tuple[int, ...], Node]] = []
     start = 0
     while start < len(rows):
-        size = min(batch_size, len(rows) - start)
+        size = _within_terms(rows, start, min(batch_size, len(rows) - start))
         while True:
             filt = _filter(rows[start:start + size], guard)
             if size == 1 or url_length(resource, filt) <= URL_BUDGET:
@@ -73,6 +75,18 @@ def chunks(
         out.append((tuple(i for i, _, _ in rows[start:start + size]), filt))
         start += size
     return out
+
+
+def _within_terms(rows: Sequence[tuple[int, int, Node | None]], start: int, limit: int) -> int:
+    """How many rows from ``start`` (``limit`` at most) hold at most MAX_TERMS before-values."""
+    terms, n = 0, 0
+    for _, _, cond in rows[start:start + limit]:
+        if n == 0 or cond != rows[start + n - 1][2]:
+            terms += 1
+            if terms > MAX_TERMS:
+                break
+        n += 1
+    return n
 
 
 def _filter(rows: Sequence[tuple[int, int, Node | None]], guard: Node | None) -> Node:

@@ -11,7 +11,7 @@ import pytest
 
 from bulkops.api.urls import URL_BUDGET
 from bulkops.apply.conditions import Selection
-from bulkops.apply.units import UnitKind, make_units
+from bulkops.apply.units import MAX_TERMS, UnitKind, make_units
 from bulkops.errors import GuardError, PlanFileError
 from bulkops.model import Action, ActionType, ApplyOptions, ChangeKind, Expect, Plan, PlanItem
 from bulkops.odata.render import render
@@ -102,6 +102,14 @@ def test_units_carry_the_selection_on_the_owner() -> None:
     assert unit.filter is not None and render(unit.filter) == (
         "((id in (1025) and value eq 'v0') or (id in (1026) and value eq 'v1')) and "
         "device/any(o:o/belongs_to__application in (3) and o/device_tag/any(t:t/tag_key eq 'x'))")
+
+
+def test_units_cap_the_terms_of_one_write() -> None:
+    """One write ORs at most MAX_TERMS before-values; the rest go in further writes."""
+    items = [_item(i, ChangeKind.CHANGE, f"v{i}") for i in range(250)]
+    units = make_units(items, range(250), 200, lambda res, f: 100)
+    assert [(u.kind, len(u.indices)) for u in units] == [
+        (UnitKind.GROUPED, MAX_TERMS), (UnitKind.GROUPED, MAX_TERMS), (UnitKind.GROUPED, 50)]
 
 
 def test_units_shrink_to_the_url_budget() -> None:
