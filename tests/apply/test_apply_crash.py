@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import anyio
 import pytest
 
 from bulkops import apply_plan, new_run, open_client
@@ -61,3 +62,31 @@ async def test_unexpected_exception_stops_the_run_and_releases_its_lock(sim: Sim
     assert rows(sim, "SELECT COUNT(*) FROM device d JOIN device_environment_variable v ON v.device=d.id "
                      "AND v.name='CRASH' AND v.value='on' WHERE d.belongs_to__application=?", fleet) == [
         (len(plan.items),)]
+
+
+async def test_cancelled_apply_is_interrupted_and_unlocked(sim: SimServer, home: Path) -> None:
+    """apply_plan cancelled from outside (an enclosing cancel scope) leaves the run interrupted, its lock
+    released; resume completes it."""
+    plan = await _plan(sim.url, sim.api_key, JOB)
+    with anyio.CancelScope() as scope:
+
+        def cancel_soon(p: Progress) -> None:
+            if p.done == 5:
+                scope.cancel()
+
+        async with open_client(sim.url, sim.api_key, plan.options) as client:
+            journal = new_run(plan)
+            await apply_plan(plan, client, journal, on_progress=cancel_soon)
+    assert scope.cancelled_caught
+    assert (journal.state(), journal.message()) == (
+        RunState.INTERRUPTED, "cancelled: dispatch stopped, journal flushed")
+    other = Journal.open(journal.run_dir)
+    assert not other.in_use()
+    other.close()
+    run_dir = journal.run_dir
+    journal.close()
+    resumed = Journal.open(run_dir)
+    async with open_client(sim.url, sim.api_key, plan.options) as client:
+        final = await apply_plan(plan, client, resumed)
+    resumed.close()
+    assert final.state is RunState.DONE and final.counts["applied"] == len(plan.items)

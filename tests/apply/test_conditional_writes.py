@@ -57,6 +57,7 @@ def test_cleanup_leaves_a_device_that_came_back_online(sim: SimServer, home: Pat
     victim = online[0]
     http_patch(sim, "device", victim, {"is_online": True})  # it came back
     (seen,) = rows(sim, "SELECT last_connectivity_event FROM device WHERE id=?", victim)[0]
+    logged = len(sim.request_log.entries())
     done = bulkops(["apply", str(plan_file), "--yes"], env)
     assert done.returncode == ExitCode.SOME_FAILED, done.stderr
     assert rows(sim, "SELECT COUNT(*) FROM device WHERE id=?", victim) == [(1,)]
@@ -71,8 +72,11 @@ def test_cleanup_leaves_a_device_that_came_back_online(sim: SimServer, home: Pat
     cutoff = orjson.loads(plan_file.read_bytes())["precondition"]
     assert cutoff.startswith(f"belongs_to__application in ({fleet}) and is_online eq false and "
                              "last_connectivity_event lt datetime'")
-    deletes = [e for e in writes(sim) if e.method == "DELETE"]
-    assert deletes and all(f"and ({cutoff})" in e.url for e in deletes), deletes[0].url
+    sent = sim.request_log.entries()[logged:]
+    deletes = [e for e in sent if e.method == "DELETE"]
+    assert len(deletes) == 1 and f"and ({cutoff})" in deletes[0].url, deletes[0].url
+    # one read-back; for the target left alone: does it match, its values, each of the three terms
+    assert [e.method for e in sent] == ["DELETE"] + ["GET"] * 6
 
 
 async def _plan(url: str, key: str, text: str) -> Plan:
@@ -150,8 +154,10 @@ async def test_change_landing_just_before_a_write_is_not_overwritten(
     table, key = ("device", device) if case == "patch" else ("device_environment_variable", row)
     proxy.before_write[(method, resource)] = lambda: sim.db.conn.execute(
         f"UPDATE {table} SET {field}='theirs' WHERE id=?", (key,))
+    logged = len(sim.request_log.entries())
     summary, got = await _apply(url, sim.api_key, plan)
     assert proxy.fired, "the write never went out"
+    assert [e.method for e in sim.request_log.entries()[logged:]] == [method, "GET"]  # no read before it
     assert got[device] == (Outcome.DRIFTED, f"{field} is now 'theirs'")
     assert rows(sim, f"SELECT {field} FROM {table} WHERE id=?", key) == [("theirs",)]
     assert summary.counts["applied"] == 4 and summary.state is RunState.DONE

@@ -3,19 +3,32 @@ the server. Its targets stay ``sent``, the run stops with a resume command, and 
 
 from __future__ import annotations
 
+import random
 from pathlib import Path
 
 import pytest
 
 from bulkops import apply_plan, new_run, open_client
+from bulkops.errors import ExitCode
 from bulkops.journal.journal import SENT, Journal
 from bulkops.model import ChangeKind, Outcome, RunState
 from bulkops.sim.server import SimServer
+from tests.api.test_hostile_server import FLEET as HOSTILE_FLEET
+from tests.api.test_hostile_server import Spoiler, hostile
 from tests.apply.conditional_helpers import Interloper, interloped
 from tests.apply.test_conditional_writes import _apply, _plan
+from tests.apply.test_kill_resume import (
+    bulkops,
+    child_env,
+    job_text,
+    make_plan_file,
+    preseed,
+    read_report,
+    the_run,
+)
 from tests.conftest import rows, writes
 
-__all__ = ["interloped"]
+__all__ = ["hostile", "interloped"]
 pytestmark = pytest.mark.anyio
 JOB = """\
 name = "unread"
@@ -81,3 +94,36 @@ async def test_write_refused_and_not_read_back_fails_with_the_refusal(
     for err in failed.values():
         assert err.startswith(f"PATCH {url}/v7/device_environment_variable?$filter="), err
         assert err.endswith(": HTTP 400: the request was refused: not today"), err
+
+
+@pytest.mark.timeout(60)
+def test_truncated_read_back_stops_the_cli_run_and_resume_finishes(
+    hostile: tuple[SimServer, Spoiler, str], tmp_path: Path
+) -> None:
+    """`bulkops apply` whose read-backs come back truncated: exit 4 with the reason and the resume command,
+    the changed targets still sent; `bulkops resume` then reads them back: exit 0, all applied."""
+    sim, spoiler, url = hostile
+    preseed(sim, "HOSTILE", random.Random(9), HOSTILE_FLEET)
+    job = tmp_path / "job.toml"
+    job.write_text(job_text("hostile", "HOSTILE").replace("acme/gateway", HOSTILE_FLEET))
+    plan_file = tmp_path / "p.json"
+    plan = make_plan_file(url, sim.api_key, job, plan_file)
+    changes = plan.counts()["change"]
+    assert changes > 5
+    spoiler.rules[("GET", "device_environment_variable")] = "truncated"
+    env = child_env(url, sim.api_key, tmp_path / "home")
+    proc = bulkops(["apply", str(plan_file), "--yes"], env, timeout=50)
+    assert proc.returncode == ExitCode.RUN_FAILED, proc.stderr
+    run_dir = the_run(tmp_path / "home")
+    assert run_dir is not None
+    lines = proc.stderr.splitlines()
+    assert lines[-2].startswith(f"bulkops: run stopped: {changes} targets were written but could not be read "
+                                f"back; resume the run to read them back (GET {url}/v7/device_environment_"
+                                "variable?"), lines
+    assert "HTTP 200: unexpected answer: expected valid JSON, got '{\"d\":[{" in lines[-2], lines[-2]
+    assert lines[-1] == f"bulkops: continue with `bulkops resume {run_dir.name}`"
+    spoiler.rules.clear()
+    resumed = bulkops(["resume", run_dir.name], env, timeout=50)
+    assert resumed.returncode == ExitCode.OK, resumed.stderr
+    report = read_report(run_dir, tmp_path / "r.json")
+    assert {r["outcome"] for r in report["items"]} <= {"applied", "noop"}
