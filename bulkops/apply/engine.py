@@ -344,7 +344,8 @@ async def apply_plan(
         if isinstance(leaf, anyio.get_cancelled_exc_class() | KeyboardInterrupt):
             state, message = RunState.INTERRUPTED, "cancelled: dispatch stopped, journal flushed"
             raise
-        state, message = RunState.STOPPED, f"internal error: {type(leaf).__name__}: {leaf}"
+        state, message = RunState.STOPPED, (
+            str(leaf) if isinstance(leaf, BulkopsError) else f"internal error: {type(leaf).__name__}: {leaf}")
         log.error("bulkops.apply.crashed", error=message)  # noqa: TRY400 - the caller gets the traceback
         if leaf is not exc and isinstance(leaf, Exception):
             raise leaf from exc

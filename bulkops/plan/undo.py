@@ -113,6 +113,6 @@ def _warnings(plan: Plan, items: list[PlanItem], skipped: int, drifted: int) -> 
         moving = [it for it in items if it.kind is not ChangeKind.NOOP]
         pins = all("is_pinned_on__release" in (it.after or {}) for it in moving)
         out.append(f"{noun('device', active)} will move back to their previous fleet, "
-                   + ("with their release pins restored" if pins else "pins stay cleared (a plan made "
-                      "before plans kept pins)"))
+                   + ("with their release pins restored" if pins
+                      else "pins stay cleared (the run's plan did not record them)"))
     return out
