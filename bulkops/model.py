@@ -14,7 +14,7 @@ from typing import Any
 
 JSONValue = Any  # str | int | float | bool | None | list | dict, as orjson gives them
 
-PLAN_FORMAT = 1
+PLAN_FORMAT = 2  # 2: the plan stores its precondition and skipped items (format 1 is read too)
 
 
 # --- job -----------------------------------------------------------------------------------------
@@ -143,6 +143,7 @@ class PlanItem:
     after: Mapping[str, JSONValue] | None  # values wanted; None = row removed
     key: Mapping[str, JSONValue] = field(default_factory=dict)  # natural key, e.g. {"device": 5, "name": "X"}
     stage: int = 0  # rollout stage; 0 until staged rollouts land
+    skip: str = ""  # why this item cannot be done (its target was deleted): recorded skipped, never sent
 
 
 @dataclass(frozen=True, slots=True)
@@ -167,6 +168,9 @@ class Plan:
     fleets: tuple[str, ...] = ()  # slugs of every fleet the plan targets or moves devices to
     fleet_ids: Mapping[str, int] = field(default_factory=dict)  # slug -> id of those fleets
     undo_of: str = ""  # run id when this plan undoes that run
+    # the job's target selection as a $filter on target_resource, its cut-offs fixed at plan time: every
+    # write carries it (empty: none, e.g. an undo, whose writes carry only their before-values)
+    precondition: str = ""
 
     def counts(self) -> dict[str, int]:
         out = {k.value: 0 for k in ChangeKind}

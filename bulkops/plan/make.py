@@ -216,9 +216,10 @@ async def make_plan(job: Job, client: Client, *, api_url: str, now: datetime | N
     plan_fleets = sorted({slugs.get(f, str(f)) for f in seen_fleets} | set(fleet_ids_all))
     check_expect(job.target.expect, len(items), population, res)
     check_allowed(job.allow_fleets, plan_fleets)
+    selection = render(filt) if filt is not None else ""
     plan = Plan(
         job_name=job.name, job_path=job.path, job_fingerprint=job.fingerprint, api_url=api_url,
-        created_at=now, target_resource=res, compiled_filter=render(filt) if filt is not None else "",
+        created_at=now, target_resource=res, compiled_filter=selection, precondition=selection,
         action=act, items=tuple(items), population=population, expect=job.target.expect,
         allow_fleets=job.allow_fleets, options=job.options,
         warnings=tuple(warnings_for(act, res, items)),
