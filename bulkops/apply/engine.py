@@ -11,7 +11,7 @@ flight get ``grace`` seconds to finish, the rest stays pending for ``bulkops res
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Awaitable, Callable, Collection, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 import anyio
@@ -25,6 +25,7 @@ from bulkops.errors import (
     AuthError,
     BulkopsError,
     ConflictError,
+    InputError,
     JournalError,
     RemoteError,
     RetryAfterTooLongError,
@@ -40,6 +41,8 @@ if TYPE_CHECKING:
 log = structlog.get_logger("bulkops.apply")
 FATAL = (AuthError, RetryAfterTooLongError, JournalError)
 ProgressCallback = Callable[[Progress], None]
+RecordCallback = Callable[[Sequence[Outcomes]], None]  # every batch of outcomes, as it is journaled
+BeforeUnit = Callable[[], Awaitable[None]]  # awaited before each unit is dispatched; may call control.stop()
 
 
 class RunControl:
@@ -66,10 +69,13 @@ def _describe(resource: str, filt: Node | None) -> str:
 
 class _Engine:
     def __init__(self, plan: Plan, client: Client, journal: Journal, on_progress: ProgressCallback | None,
-                 control: RunControl) -> None:
+                 control: RunControl, *, only: Collection[int] | None = None,
+                 on_record: RecordCallback | None = None, before_unit: BeforeUnit | None = None) -> None:
         self.plan, self.client, self.journal = plan, client, journal
         self.items: tuple[PlanItem, ...] = plan.items
         self.on_progress, self.control = on_progress, control
+        self.only = None if only is None else frozenset(only)  # the item indices this apply may dispatch
+        self.on_record, self.before_unit = on_record, before_unit
         self.fatal: BaseException | None = None
         self.done = 0
         self.started = time.monotonic()
@@ -81,6 +87,8 @@ class _Engine:
             return
         self.journal.record(outcomes)
         self.done += len(outcomes)
+        if self.on_record is not None:
+            self.on_record(outcomes)
         for o in outcomes:
             if o.outcome is not Outcome.APPLIED:
                 log.info("bulkops.apply.item", index=o.index, outcome=o.outcome.value, status=o.status,
@@ -240,11 +248,13 @@ class _Engine:
     async def _dispatch(self) -> None:
         states = self.journal.states()
         self.done = sum(1 for state in states.values() if state == DONE)
-        sent = [index for index, state in states.items() if state == SENT]
+        mine = self.only
+        sent = [index for index, state in states.items() if state == SENT and (mine is None or index in mine)]
         if sent:
             await self._resume_sent(sent)
             states = self.journal.states()
-        pending = [index for index, state in states.items() if state != DONE]
+        pending = [index for index, state in states.items()
+                   if state != DONE and (mine is None or index in mine)]
         units = make_units(self.items, pending, self.plan.options.batch_size, self.client.url_length)
         log.info("bulkops.apply.start", pending=len(pending), units=len(units))
         workers = max(1, min(self.plan.options.max_concurrency, len(units)))
@@ -255,6 +265,8 @@ class _Engine:
             receive.close()
             async with send:
                 for unit in units:
+                    if self.before_unit is not None:
+                        await self.before_unit()
                     if self.control.stop_requested.is_set():
                         break
                     await send.send(unit)
@@ -262,12 +274,22 @@ class _Engine:
 
 async def apply_plan(
     plan: Plan, client: Client, journal: Journal, *, on_progress: ProgressCallback | None = None,
-    control: RunControl | None = None,
+    control: RunControl | None = None, only: Collection[int] | None = None,
+    on_record: RecordCallback | None = None, before_unit: BeforeUnit | None = None,
 ) -> RunSummary:
     """Apply ``plan`` (already checked by :func:`bulkops.guards.check_apply`), recording everything in
-    ``journal``. Also resumes: items the journal has done are skipped, 'sent' ones read back first."""
+    ``journal``. Also resumes: items the journal has done are skipped, 'sent' ones read back first.
+
+    ``only`` limits the apply to those item indices (one rollout stage; the run stays ``running`` while
+    other items are left); ``on_record`` sees every batch of outcomes as it is journaled; ``before_unit``
+    is awaited before each unit is dispatched. A rollout plan is applied by
+    :func:`bulkops.apply.rollout.apply_rollout`, stage by stage, never here in one go."""
+    if plan.rollout is not None and only is None:
+        raise InputError("the plan is a staged rollout: apply it with run_plan or apply_rollout, which run "
+                         "one stage at a time with its gates")
     control = control or RunControl()
-    engine = _Engine(plan, client, journal, on_progress, control)
+    engine = _Engine(plan, client, journal, on_progress, control, only=only, on_record=on_record,
+                     before_unit=before_unit)
     journal.lock()
     journal.set_state(RunState.RUNNING)
     started = time.monotonic()
@@ -279,6 +301,8 @@ async def apply_plan(
         state, message = RunState.STOPPED, str(engine.fatal)
     elif control.stop_requested.is_set() and any(state != DONE for state in journal.states().values()):
         state, message = RunState.INTERRUPTED, "stop requested: dispatch stopped, journal flushed"
+    elif only is not None and any(state != DONE for state in journal.states().values()):
+        state, message = RunState.RUNNING, ""  # one stage of a rollout: the rollout decides what follows
     else:
         state, message = RunState.DONE, ""
     journal.set_state(state, message)

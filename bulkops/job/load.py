@@ -32,8 +32,9 @@ from bulkops.job.fields import (
     get_str_list,
     get_table,
 )
+from bulkops.job.rollout import parse_rollout
 from bulkops.job.target import parse_target
-from bulkops.model import ApplyOptions, Job, Target
+from bulkops.model import Action, ApplyOptions, Job, Rollout, Target
 
 __all__ = ["LoadedJob", "load_job", "parse_job", "read_job", "read_job_text", "release_kind"]
 
@@ -43,8 +44,6 @@ OPTION_KEYS = (
     "max_concurrency", "max_plan_age", "confirm_threshold",
 )
 NOT_YET = {
-    "rollout": "staged rollouts are not supported in this version: remove the [rollout] table"
-    " (this version applies the whole target set in one stage)",
     "schedule": "scheduled jobs are not supported in this version: remove the [schedule] table"
     " and start the job with `bulkops run`",
 }
@@ -107,6 +106,11 @@ def _reserved(where: Where, doc: Mapping[str, Any], name: str, allow: bool) -> M
     return table
 
 
+def _rollout(where: Where, doc: Mapping[str, Any], target: Target, action: Action) -> Rollout | None:
+    table = get_table(where, doc, "rollout", required=False)
+    return None if table is None else parse_rollout(where.sub("rollout"), table, target.resource, action)
+
+
 def _allowlist(where: Where, doc: Mapping[str, Any], target: Target, to_fleet: str | None) -> tuple[str, ...]:
     raw = get_str_list(where, doc, "allow_fleets")
     if raw is None:
@@ -151,7 +155,7 @@ def _job(text: str, path: str, fingerprint: str, allow_reserved: bool) -> Loaded
         Job(
             name=name, target=target, action=action, description=description, allow_fleets=allow,
             options=options, path=path, fingerprint=fingerprint,
-            rollout=_reserved(top, doc, "rollout", allow_reserved),
+            rollout=_rollout(top, doc, target, action),
             schedule=_reserved(top, doc, "schedule", allow_reserved),
         ),
         notes,
@@ -159,8 +163,8 @@ def _job(text: str, path: str, fingerprint: str, allow_reserved: bool) -> Loaded
 
 
 def read_job_text(text: str, *, path: str = "<string>", allow_reserved: bool = False) -> LoadedJob:
-    """Validate job file ``text``. ``allow_reserved`` keeps ``[rollout]``/``[schedule]`` tables as raw
-    data instead of refusing them; nothing in this version executes them."""
+    """Validate job file ``text``. ``allow_reserved`` keeps a ``[schedule]`` table as raw data instead
+    of refusing it; nothing in this version executes it."""
     fingerprint = hashlib.sha256(text.encode("utf-8", "surrogatepass")).hexdigest()
     return _job(text, path, fingerprint, allow_reserved)
 
