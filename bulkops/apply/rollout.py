@@ -15,11 +15,10 @@ any point resumes where it was: mid-stage, in the wait (only what is left of it)
 
 from __future__ import annotations
 
-import math
 import time
 from collections.abc import Callable, Sequence
-from datetime import UTC, datetime, timedelta
-from typing import TYPE_CHECKING, Protocol
+from datetime import datetime, timedelta
+from typing import TYPE_CHECKING
 
 import anyio
 import structlog
@@ -27,8 +26,9 @@ import structlog
 from bulkops.apply import gate
 from bulkops.apply.engine import FATAL, ProgressCallback, RunControl, apply_plan, summarize
 from bulkops.apply.rollback import undo_rollout
-from bulkops.errors import RemoteError
-from bulkops.journal.gates import ATTEMPTED, EventKind, GateStore, Phase, Verdict, parse_stamp
+from bulkops.apply.tally import Clock, SystemClock, Tally
+from bulkops.errors import AuthError, RemoteError, RetryAfterTooLongError
+from bulkops.journal.gates import EventKind, GateStore, Phase, Verdict, parse_stamp
 from bulkops.journal.journal import Journal, Outcomes
 from bulkops.model import Approve, OnAbort, Outcome, Plan, RolloutProgress, RunState, RunSummary
 from bulkops.plan.guards import noun
@@ -41,22 +41,6 @@ __all__ = ["Clock", "SystemClock", "apply_rollout"]
 log = structlog.get_logger("bulkops.rollout")
 RATE_STAGE = 60.0  # seconds: a stage of the rate form is one minute of targets
 RolloutCallback = Callable[[RolloutProgress], None]
-
-
-class Clock(Protocol):
-    """Wall-clock time and sleeping, injectable so that tests run a rollout on virtual time."""
-
-    def now(self) -> datetime: ...
-
-    async def sleep(self, seconds: float) -> None: ...
-
-
-class SystemClock:
-    def now(self) -> datetime:
-        return datetime.now(UTC)
-
-    async def sleep(self, seconds: float) -> None:
-        await anyio.sleep(seconds)
 
 
 class _Rollout:
@@ -75,7 +59,7 @@ class _Rollout:
         self.order = sorted(self.members)
         self.count = self.order[-1] if self.order else 0
         self.started = time.monotonic()
-        self.attempted, self.failures = 0, 0
+        self.tally = Tally(plan.rollout.abort)
         self.stage_control = RunControl(control.grace)
         self.tripped: str | None = None
         self.halt: tuple[RunState, str] | None = None  # a stop switch or an unreadable one, mid-stage
@@ -83,29 +67,12 @@ class _Rollout:
 
     # --- the abort rule --------------------------------------------------------------------------
 
-    def allowed(self) -> int:
-        """Failures the abort rule tolerates now."""
-        a = self.rollout.abort
-        return max(a.failures, math.floor(a.failure_rate * self.attempted + 1e-9))
-
-    def rule_crossed(self) -> str | None:
-        a = self.rollout.abort
-        tolerated = max(a.failures, a.failure_rate * self.attempted)
-        if self.attempted < a.min_attempted or self.failures <= tolerated:
-            return None
-        return (f"failures {self.failures} > max({a.failures}, {a.failure_rate * 100:g}% of "
-                f"{self.attempted} attempted)")
-
     def _on_record(self, outcomes: Sequence[Outcomes]) -> None:
-        for o in outcomes:
-            if o.outcome.value in ATTEMPTED:
-                self.attempted += 1
-            if o.outcome is Outcome.FAILED:
-                self.failures += 1
-        if self.tripped is None and (rule := self.rule_crossed()) is not None:
+        self.tally.count(outcomes)
+        if self.tripped is None and (rule := self.tally.crossed()) is not None:
             self.tripped = rule
-            log.warning("bulkops.rollout.tripped", rule=rule, attempted=self.attempted,
-                        failures=self.failures)
+            log.warning("bulkops.rollout.tripped", rule=rule, attempted=self.tally.attempted,
+                        failures=self.tally.failures)
             self.stage_control.stop()
 
     # --- helpers ---------------------------------------------------------------------------------
@@ -113,14 +80,18 @@ class _Rollout:
     def _show(self, stage: int, phase: str, passed: int = 0, failed: int = 0, pending: int = 0) -> None:
         if self.on_rollout is not None:
             targets = len(self.members.get(stage, ()))
+            t = self.tally
             self.on_rollout(RolloutProgress(stage, self.count, phase, targets, passed, failed, pending,
-                                            self.failures, self.attempted, self.allowed()))
+                                            t.failures, t.attempted, t.allowed()))
 
     def _finish(self, state: RunState, message: str) -> RunSummary:
         self.journal.set_state(state, message)
         log.info("bulkops.rollout.finished", state=state.value, message=message)
         return summarize(self.journal, client_stats=self.client.statistics(), state=state, message=message,
                          elapsed=time.monotonic() - self.started)
+
+    def stopped(self, reason: str) -> RunSummary:
+        return self._finish(RunState.STOPPED, reason)
 
     def _where(self, stage: int) -> str:
         return f"stage {stage} of {self.count}"
@@ -264,10 +235,13 @@ class _Rollout:
                 self.store.decide(stage, Verdict.FAIL, now, passed=passed, failed=failing, pending=0,
                                   detail=f"{failing} did not pass within {self.rollout.gate_timeout:g}s",
                                   failures=dict(result.failing))
-                self.failures += failing
+                self.tally.failures += failing
                 self.notify(f"{self._where(stage)}: gate failed: {failing} of {len(subjects)} did not pass; "
-                            f"failures {self.failures}, tolerated {self.allowed()}")
+                            f"failures {self.tally.failures}, tolerated {self.tally.allowed()}")
                 return None
+            self.notify(f"{self._where(stage)}: gate pending: {passed} of {len(subjects)} pass, e.g. "
+                        f"{self.plan.items[next(iter(result.failing))].label}: "
+                        f"{next(iter(result.failing.values()))}")
             if not await self._sleep(min(self.rollout.poll_every, (deadline - now).total_seconds())):
                 return self._interrupted(stage)
 
@@ -301,7 +275,7 @@ class _Rollout:
 
     async def run(self, resumed_state: RunState) -> RunSummary:
         self.store.init({i: s for s, members in self.members.items() for i in members}, self.clock.now())
-        self.attempted, self.failures = self.store.tally()
+        self.tally.attempted, self.tally.failures = self.store.tally()
         if not self.order:
             self.store.set_phase(0, Phase.DONE, self.clock.now())
         self.journal.set_state(RunState.RUNNING)
@@ -319,7 +293,7 @@ class _Rollout:
                     return self._awaiting(stage)
                 self.store.set_phase(self._next(stage) or stage, Phase.WRITING, self.clock.now())
                 continue
-            if (rule := self.rule_crossed()) is not None:
+            if (rule := self.tally.crossed()) is not None:
                 return await self._abort(stage, rule)
             if state.phase is Phase.WRITING:
                 done = await self._write(stage)
@@ -346,7 +320,7 @@ class _Rollout:
                 done = await self._gate(stage)
                 if done is not None:
                     return done
-            if (rule := self.rule_crossed()) is not None:
+            if (rule := self.tally.crossed()) is not None:
                 return await self._abort(stage, rule)
             following = self._next(stage)
             if following is None:
@@ -388,6 +362,9 @@ async def apply_rollout(
                     notify=notify or (lambda _msg: None), new_run=new_run)
     try:
         return await loop.run(resumed)
+    except (AuthError, RetryAfterTooLongError) as exc:  # the run cannot go on: journaled as stopped
+        log.warning("bulkops.rollout.stopped", reason=str(exc))
+        return loop.stopped(str(exc))
     finally:
         store.close()
         journal.unlock()

@@ -146,11 +146,15 @@ class SimServer:
         self._db = Database.open(cfg.db)
         self._demo = load_demo(self._db, api_key=cfg.api_key) or seed_demo(
             self._db, cfg.seed_demo, seed=cfg.seed, api_key=cfg.api_key)
+        try:
+            bad_release = resolve_release(self._demo, cfg.bad_release)
+        except ValueError:
+            await self.close()
+            raise
         self._devices = DeviceSimulator(
             self._db, converge_delay=cfg.converge_delay, stuck_fraction=cfg.stuck_fraction,
             offline_fraction=cfg.offline_fraction, seed=cfg.seed, interval=cfg.tick_interval,
-            bad_release=resolve_release(self._demo, cfg.bad_release),
-            bad_release_fraction=cfg.bad_release_fraction,
+            bad_release=bad_release, bad_release_fraction=cfg.bad_release_fraction,
         )
         # request log (outermost, added by make_app), then the 431 check (before the limiter, as the real
         # API's HTTP server refuses an oversized head before its rate limiter sees it), limiter, faults

@@ -1,0 +1,325 @@
+"""Rollouts end to end through the library, over HTTP against the simulator, on a virtual clock: stages
+that complete, an abort that undoes, an outage that pauses, the rate form, write failures that trip the
+abort rule mid-stage, gate failures the rule tolerates."""
+
+from __future__ import annotations
+
+import itertools
+import math
+from collections.abc import Iterator
+from datetime import timedelta
+from pathlib import Path
+
+import anyio
+import pytest
+
+from bulkops import apply_plan, new_run, open_client
+from bulkops.apply.engine import RunControl
+from bulkops.cli import rollout as rollout_cli
+from bulkops.cli.main import main
+from bulkops.errors import ExitCode, InputError
+from bulkops.journal.gates import EventKind, Phase, Verdict, parse_stamp
+from bulkops.journal.rollout_report import report_json, summary_lines
+from bulkops.model import ChangeKind, Outcome, Plan, RunState
+from bulkops.sim.devices import fraction_of
+from bulkops.sim.server import SimServer
+from tests.conftest import addressed_ids, rows, writes
+
+from .conftest import VirtualClock, pin_job, pins, plan_of, release_id, roll, start_rollout_sim, store_of
+
+pytestmark = pytest.mark.anyio
+GATE_SELECT = "$select=id,uuid,is_online,is_running__release,should_be_running__release"
+
+
+def staged(plan: Plan) -> dict[int, list[int]]:
+    """Stage → target ids."""
+    out: dict[int, list[int]] = {}
+    for it in plan.items:
+        if it.stage:
+            out.setdefault(it.stage, []).append(it.target_id)
+    return out
+
+
+def gate_gets(sim: SimServer, start: int = 0) -> list[str]:
+    return [e.url for e in sim.request_log.entries()[start:] if e.method == "GET" and GATE_SELECT in e.url]
+
+
+@pytest.fixture
+def big_sim() -> Iterator[SimServer]:
+    server = start_rollout_sim(seed_demo=6000)
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+async def test_pin_in_four_stages_completes(big_sim: SimServer, home: Path) -> None:
+    """A pin of a few thousand devices in four stages: each stage written, waited for, gated in batched
+    GETs of at most 200 ids, passed, promoted; every device ends pinned and running the release."""
+    sim, clock = big_sim, VirtualClock(big_sim)
+    plan = await plan_of(sim, pin_job('stages = ["5", "10%", "50%", "100%"]\nwait = "2m"\n'
+                                      'poll_every = "30s"\ngate_timeout = "10m"'))
+    stages = staged(plan)
+    targets = [t for s in sorted(stages) for t in stages[s]]
+    assert len(stages) == 4 and len(targets) > 2000 and len(stages[1]) == 5
+    start = len(sim.request_log.entries())
+    summary, journal = await roll(sim, plan, clock)
+    assert summary.state is RunState.DONE and summary.message == "rollout done: 4 stages"
+    wanted = release_id(sim, "acme/gateway@2.0.0")
+    assert set(pins(sim, targets).values()) == {wanted}
+    listed = ",".join(map(str, targets))
+    running = rows(sim, f"SELECT DISTINCT is_running__release, is_online FROM device WHERE id IN ({listed})")
+    assert running == [(wanted, 1)]
+    store = store_of(journal)
+    records = store.stages()
+    assert [(r.stage, r.targets, r.verdict, r.passed, r.failed, r.polls) for r in records] == [
+        (s, len(stages[s]), Verdict.PASS, len(stages[s]), 0, 2) for s in (1, 2, 3, 4)]
+    for r in records:  # polled only after the wait; the next stage starts after this one's gate passed
+        assert r.written_at and r.gate_started_at and r.ended_at and r.started_at
+        assert parse_stamp(r.gate_started_at) - parse_stamp(r.written_at) == timedelta(minutes=2)
+    for before, after in itertools.pairwise(records):
+        assert before.ended_at is not None and after.started_at is not None
+        assert parse_stamp(after.started_at) >= parse_stamp(before.ended_at)
+    decisions = [e for e in store.events() if e.kind is EventKind.GATE]
+    assert [(e.stage, e.verdict) for e in decisions] == [(s, Verdict.PASS) for s in (1, 2, 3, 4)]
+    gets = gate_gets(sim, start)
+    assert all(len(addressed_ids(url)) <= 200 for url in gets)
+    assert len(gets) == sum(2 * math.ceil(len(stages[s]) / 200) for s in stages)  # two polls per stage
+    # writes only ever address the stage being written: stage k's ids all come before stage k+1's
+    order = {t: s for s, ids in stages.items() for t in ids}
+    seen_stages = [order[i] for e in writes(sim) for i in addressed_ids(e.url)]
+    assert seen_stages == sorted(seen_stages)
+    text = "\n".join(summary_lines(journal))
+    assert "rollout  stage 4 of 4: done" in text
+    report = report_json(journal)
+    assert report is not None and [d["verdict"] for d in report["decisions"]] == ["pass"] * 4
+    assert all(d["at"].endswith("Z") for d in report["decisions"])
+    store.close()
+    journal.close()
+
+
+async def test_abort_at_stage_two_undoes(clock: VirtualClock, rsim: SimServer, home: Path) -> None:
+    """Devices that go offline after the update fail stage 2's gate, the abort rule trips, no later stage is
+    written, and the undo of everything the rollout changed is applied through the undo path."""
+    rsim.devices.offline_fraction = 0.1
+    plan = await plan_of(rsim, pin_job(
+        'stages = ["5", "10%", "50%", "100%"]\nwait = "1m"\npoll_every = "20s"\ngate_timeout = "2m"\n'
+        'abort = { failure_rate = "5%", failures = 2, min_attempted = 20 }\non_abort = "undo"',
+        options="max_concurrency = 4"))
+    stages = staged(plan)
+    before = pins(rsim, [it.target_id for it in plan.items])
+    summary, journal = await roll(rsim, plan, clock)
+    offline = {t for s in (1, 2) for t in stages[s] if fraction_of(0, t, "fate") < 0.1}
+    assert len(offline) >= 4 and len(offline & set(stages[1])) < 20
+    assert summary.state is RunState.ABORTED
+    attempted = len(stages[1]) + len(stages[2])
+    assert summary.message.startswith(
+        f"aborted at stage 2 of 4: failures {len(offline)} > max(2, 5% of {attempted} attempted); "
+        "undone by run ")
+    changed = {i for e in writes(rsim) for i in addressed_ids(e.url)}
+    assert changed <= set(stages[1]) | set(stages[2])  # stage 1 + stage 2 (no overshoot between stages)
+    assert len([j for j in journal.items() if j.outcome is Outcome.APPLIED]) <= attempted + 4
+    assert pins(rsim, [it.target_id for it in plan.items]) == before  # the undo restored every pin
+    store = store_of(journal)
+    state = store.state()
+    assert (state.phase, state.stage) == (Phase.ABORTED, 2) and state.undo_run
+    assert {journal.items()[i].target_id for i in store.gate_failures()} == offline
+    kinds = [e.kind for e in store.events()]
+    assert kinds == [EventKind.GATE, EventKind.GATE, EventKind.ABORT, EventKind.UNDO]
+    assert store.stages()[2].started_at is None  # stage 3 never started
+    store.close()
+    journal.close()
+
+
+async def test_outage_while_polling_pauses_and_never_promotes(clock: VirtualClock, rsim: SimServer,
+                                                              home: Path) -> None:
+    """503s while the gate is polled make the verdict inconclusive: the run pauses, stage 2 is not written;
+    resumed after the outage, the gate is polled again and the rollout completes."""
+    rsim.faults.set_spec("outage=100s..400s")
+    plan = await plan_of(rsim, pin_job('stages = ["5", "100%"]\nwait = "2m"\npoll_every = "30s"\n'
+                                       'gate_timeout = "10m"', options="max_attempts = 2"))
+    stages = staged(plan)
+    summary, journal = await roll(rsim, plan, clock)
+    assert summary.state is RunState.PAUSED
+    assert summary.message.startswith("paused: gate inconclusive at stage 1 of 2 (GET ")
+    assert summary.message.endswith(f"`bulkops resume {journal.run_id}` polls it again")
+    assert {i for e in writes(rsim) for i in addressed_ids(e.url)} == set(stages[1])
+    clock.advance(100)  # still in the outage: resumed, it pauses again without writing
+    summary, journal = await roll(rsim, plan, clock, journal)
+    assert summary.state is RunState.PAUSED
+    assert {i for e in writes(rsim) for i in addressed_ids(e.url)} == set(stages[1])
+    clock.advance(300)
+    summary, journal = await roll(rsim, plan, clock, journal)
+    assert summary.state is RunState.DONE
+    store = store_of(journal)
+    assert [e.verdict for e in store.events()] == [Verdict.INCONCLUSIVE, Verdict.INCONCLUSIVE, Verdict.PASS,
+                                                   Verdict.PASS]
+    store.close()
+    journal.close()
+
+
+async def test_rate_form_grows_one_minute_stages(clock: VirtualClock, rsim: SimServer, home: Path) -> None:
+    """The rate form's stages grow by the factor every grow_after targets and start a minute apart."""
+    plan = await plan_of(rsim, pin_job(
+        'rate = { start_per_minute = 5, growth = 2.0, grow_after = 10, max_per_minute = 40 }\nwait = 0\n'
+        'gate = "none"', fleet="acme/gateway-next", filt="is_online eq true"))
+    sizes = [len(v) for _, v in sorted(staged(plan).items())]
+    assert sizes[:4] == [5, 5, 10, 20] and all(n <= 40 for n in sizes) and sum(sizes) == len(plan.items) > 60
+    summary, journal = await roll(rsim, plan, clock)
+    assert summary.state is RunState.DONE
+    store = store_of(journal)
+    starts = [parse_stamp(r.started_at or "") for r in store.stages()]
+    gaps = [(b - a).total_seconds() for a, b in itertools.pairwise(starts)]
+    assert gaps == [60.0] * (len(starts) - 1)
+    per_minute = [r.targets for r in store.stages()]
+    assert per_minute == sizes and per_minute[3] == 4 * per_minute[0]
+    store.close()
+    journal.close()
+
+
+async def test_write_failures_trip_the_rule_mid_stage(clock: VirtualClock, rsim: SimServer,
+                                                       home: Path) -> None:
+    """Failed writes trip the abort rule inside a stage: dispatch stops at once, at most max_concurrency
+    more writes go out, the rest is never attempted, and the run says aborted, where and why."""
+    rsim.faults.set_spec("503=1,methods=POST")
+    text = "\n".join([
+        'name = "flag"', "[target]", 'resource = "device"', 'fleet = "acme/gateway"', "[action]",
+        'type = "set_env"', 'name = "FEATURE_X"', 'value = "on"', "[rollout]", 'stages = ["100%"]',
+        "abort = { failures = 0, min_attempted = 10 }", "[options]", "max_concurrency = 4",
+        "max_attempts = 1",
+    ]) + "\n"
+    plan = await plan_of(rsim, text)
+    assert plan.counts()["create"] == len(plan.items) > 500
+    summary, journal = await roll(rsim, plan, clock)
+    posts = [e for e in rsim.request_log.entries() if e.method == "POST"]
+    assert 10 <= len(posts) <= 10 + 4  # the tripping failure, then at most max_concurrency in flight
+    assert summary.state is RunState.ABORTED
+    # the rule as it stood when it tripped
+    assert summary.message == "aborted at stage 1 of 1: failures 10 > max(0, 0% of 10 attempted)"
+    assert summary.counts["failed"] == len(posts)
+    assert summary.counts["not_attempted"] == len(plan.items) - len(posts)
+    journal.close()
+
+
+async def test_gate_failures_within_the_rule_promote(home: Path) -> None:
+    """Devices that give up on a bad release fail their gate; within the abort rule the rollout goes on,
+    and the run says how many failed."""
+    sim = start_rollout_sim(bad_release="acme/gateway@2.0.0", bad_release_fraction=0.05)
+    try:
+        clock = VirtualClock(sim)
+        plan = await plan_of(sim, pin_job('stages = ["50%", "100%"]\nwait = "1m"\npoll_every = "30s"\n'
+                                          'gate_timeout = "2m"\nabort = { failure_rate = "20%" }'))
+        summary, journal = await roll(sim, plan, clock)
+        stuck = {it.target_id for it in plan.items
+                 if it.kind is ChangeKind.CHANGE and fraction_of(0, it.target_id, "bad-release") < 0.05}
+        assert len(stuck) > 5
+        assert summary.state is RunState.DONE
+        assert summary.message == (f"rollout done: 2 stages; {len(stuck)} targets failed their gate "
+                                   "(tolerated by the abort rule)")
+        store = store_of(journal)
+        assert [r.verdict for r in store.stages()] == [Verdict.FAIL, Verdict.FAIL]
+        assert rollout_cli.exit_code(summary) is ExitCode.SOME_FAILED  # `bulkops apply` exits 1
+        assert {journal.items()[i].target_id for i in store.gate_failures()} == stuck
+        should = release_id(sim, "acme/gateway@2.0.0")
+        assert all(r.startswith("runs release ") and r.endswith(f", should run {should}")
+                   for r in store.gate_failures().values())
+        store.close()
+        journal.close()
+    finally:
+        sim.stop()
+
+
+async def test_stop_requests_in_the_wait_and_in_polling_resume(clock: VirtualClock, rsim: SimServer,
+                                                               home: Path) -> None:
+    """Ctrl-C (a stop request) during a wait or while polling ends the run interrupted, sending nothing
+    more; resumed, the rollout goes on from that phase, within the same gate window."""
+    rsim.devices.converge_delay = 90
+    plan = await plan_of(rsim, pin_job('stages = ["5", "100%"]\nwait = "1m"\npoll_every = "30s"\n'
+                                       'gate_timeout = "10m"'))
+    control = RunControl()
+    clock.at(30, control.stop)
+    summary, journal = await roll(rsim, plan, clock, control=control)
+    assert summary.state is RunState.INTERRUPTED
+    assert summary.message == (f"stop requested at stage 1 of 2: the rollout resumes where it was with "
+                               f"`bulkops resume {journal.run_id}`")
+    store = store_of(journal)
+    assert store.state().phase is Phase.WAITING
+    control = RunControl()
+    clock.at(clock.offset + 40, control.stop)
+    summary, journal = await roll(rsim, plan, clock, journal, control=control)
+    assert summary.state is RunState.INTERRUPTED and store.state().phase is Phase.GATING
+    window = store.stage(1).gate_started_at
+    sent = len(writes(rsim))
+    summary, journal = await roll(rsim, plan, clock, journal)
+    assert summary.state is RunState.DONE
+    assert store.stage(1).gate_started_at == window and len(writes(rsim)) > sent
+    store.close()
+    journal.close()
+
+
+async def test_a_rollout_plan_is_never_applied_in_one_go(rsim: SimServer, home: Path) -> None:
+    """apply_plan refuses a rollout plan: it is applied stage by stage, never all at once."""
+    plan = await plan_of(rsim, pin_job('stages = ["5", "100%"]'))
+    async with open_client(rsim.url, rsim.api_key, plan.options) as client:
+        journal = new_run(plan)
+        with pytest.raises(InputError) as info:
+            await apply_plan(plan, client, journal)
+    assert str(info.value) == ("the plan is a staged rollout: apply it with run_plan or apply_rollout, "
+                               "which run one stage at a time with its gates")
+    assert writes(rsim) == []
+    journal.close()
+
+
+def test_cli_exit_codes_of_paused_and_aborted_runs(rsim: SimServer, home: Path, tmp_path: Path,
+                                                   monkeypatch: pytest.MonkeyPatch,
+                                                   capsys: pytest.CaptureFixture[str]) -> None:
+    """`bulkops resume` of a rollout whose gate is still unreadable exits 4 saying it paused; a rollout
+    whose abort rule trips exits 7 saying where and why."""
+    monkeypatch.setenv("BALENA_API_URL", rsim.url)
+    monkeypatch.setenv("BALENA_API_KEY", rsim.api_key)
+    clock = VirtualClock(rsim)
+    rsim.faults.set_spec("outage=100s..400s")
+    text = pin_job('stages = ["5", "100%"]\nwait = "2m"', options="max_attempts = 2")
+    plan = anyio.run(plan_of, rsim, text)
+    summary, journal = anyio.run(roll, rsim, plan, clock)
+    journal.close()
+    assert summary.state is RunState.PAUSED
+    capsys.readouterr()
+    assert main(["resume", journal.run_id]) == ExitCode.RUN_FAILED  # the outage goes on (virtual time stands)
+    err = capsys.readouterr().err
+    assert "bulkops: paused: gate inconclusive at stage 1 of 2 (GET " in err
+    rsim.faults.set_spec("503=1,methods=POST")
+    job = tmp_path / "flag.toml"
+    job.write_text("\n".join([
+        'name = "flag"', "[target]", 'resource = "device"', 'fleet = "acme/sensor"', "[action]",
+        'type = "set_env"', 'name = "FEATURE_X"', 'value = "on"', "[rollout]", 'stages = ["100%"]',
+        "abort = { failures = 0, min_attempted = 10 }", "[options]", "max_concurrency = 4",
+        "max_attempts = 1"]) + "\n")
+    assert main(["run", str(job), "--yes"]) == ExitCode.ROLLOUT_ABORTED
+    err = capsys.readouterr().err
+    assert "bulkops: aborted at stage 1 of 1: failures 10 > max(0, 0% of 10 attempted)\n" in err
+
+
+async def test_fleet_targets_are_gated_on_their_devices(clock: VirtualClock, rsim: SimServer,
+                                                        home: Path) -> None:
+    """A rollout of fleet target releases gates each fleet on all its devices: offline ones keep the fleet
+    from passing, and the gate failure names how many and one of them."""
+    text = "\n".join([
+        'name = "fleet-pins"', "[target]", 'resource = "fleet"', 'fleets = ["acme/gateway", "acme/sensor"]',
+        "[action]", 'type = "pin"', 'release = "1.4.0"', "[rollout]", 'stages = ["1", "100%"]',
+        'wait = "1m"', 'poll_every = "30s"', 'gate_timeout = "1m"', 'abort = { failures = 5 }']) + "\n"
+    plan = await plan_of(rsim, text)
+    assert [it.stage for it in plan.items] in ([1, 2], [2, 1])
+    summary, journal = await roll(rsim, plan, clock)
+    assert summary.state is RunState.DONE  # two failed fleets are within failures = 5
+    store = store_of(journal)
+    reasons = list(store.gate_failures().values())
+    assert len(reasons) == 2 and all(" of its " in r and r.endswith(": offline") for r in reasons)
+    first = min(plan.items, key=lambda it: it.stage)
+    offline = rows(rsim, "SELECT COUNT(*), (SELECT COUNT(*) FROM device WHERE belongs_to__application = ?) "
+                         "FROM device WHERE belongs_to__application = ? AND is_online = 0",
+                   first.target_id, first.target_id)[0]
+    reason = store.gate_failures()[plan.items.index(first)]
+    assert reason.startswith(f"{offline[0]} of its {offline[1]} devices do not pass, e.g. ")
+    store.close()
+    journal.close()
