@@ -76,6 +76,8 @@ def test_manual_approval(live: SimServer, home: Path, tmp_path: Path,
     assert main(["apply", str(plan), "--yes"]) == ExitCode.AWAITING_APPROVAL
     run = the_run(home)
     err = capsys.readouterr().err
+    assert "bulkops: stage 1 of 3: writing 5 devices\n" in err
+    assert "bulkops: stage 1 of 3: gate passed (5 of 5)\n" in err
     assert (f"bulkops: awaiting approval: stage 1 of 3 passed its gate; `bulkops approve {run.name}` starts "
             "stage 2") in err
     journal = Journal.open(run)

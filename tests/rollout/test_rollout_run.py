@@ -323,3 +323,37 @@ async def test_fleet_targets_are_gated_on_their_devices(clock: VirtualClock, rsi
     assert reason.startswith(f"{offline[0]} of its {offline[1]} devices do not pass, e.g. ")
     store.close()
     journal.close()
+
+
+async def test_status_gate_and_filter_gate(clock: VirtualClock, rsim: SimServer, home: Path) -> None:
+    """For an env var change the default gate wants every device online and operational (one still
+    updating fails it); a filter gate wants every device to match the filter."""
+    text = "\n".join([
+        'name = "env-gate"', "[target]", 'resource = "device"', 'fleet = "acme/sensor"',
+        'filter = "is_online eq true"', "[action]", 'type = "set_env"', 'name = "FEATURE_Y"', 'value = "on"',
+        "[rollout]", 'stages = ["10", "100%"]', 'wait = "10s"', 'poll_every = "10s"', 'gate_timeout = "20s"',
+        "abort = { failures = 1 }"]) + "\n"
+    plan = await plan_of(rsim, text)
+    busy = next(it for it in plan.items if it.stage == 1)
+    rsim.db.conn.execute("UPDATE device SET status = 'Downloading', download_progress = 40 WHERE id = ?",
+                         (busy.target_id,))
+    summary, journal = await roll(rsim, plan, clock)
+    assert summary.state is RunState.DONE
+    store = store_of(journal)
+    assert store.gate_failures() == {plan.items.index(busy): "overall_status is updating"}
+    assert any("$select=id,uuid,is_online,overall_status" in e.url for e in rsim.request_log.entries())
+    store.close()
+    journal.close()
+    version = "balenaOS 6.1.2"
+    gated = pin_job(f'stages = ["100%"]\ngate = "os_version eq \'{version}\'"\nwait = 0\npoll_every = "10s"\n'
+                    'gate_timeout = "10s"\nabort = { failure_rate = "100%" }', name="filter-gate")
+    plan = await plan_of(rsim, gated)
+    summary, journal = await roll(rsim, plan, clock)
+    assert summary.state is RunState.DONE
+    versions = dict(rows(rsim, "SELECT id, os_version FROM device"))
+    store = store_of(journal)
+    failed = {plan.items[i].target_id for i in store.gate_failures()}
+    assert failed == {it.target_id for it in plan.items if it.stage and versions[it.target_id] != version}
+    assert set(store.gate_failures().values()) == {"does not match the gate filter"}
+    store.close()
+    journal.close()
