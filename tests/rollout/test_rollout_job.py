@@ -8,9 +8,11 @@ from pathlib import Path
 
 import pytest
 
+from bulkops.apply.tally import Tally
 from bulkops.errors import JobFileError
 from bulkops.job.load import parse_job
 from bulkops.job.rollout import rollout_from_json, rollout_to_json
+from bulkops.journal.journal import Outcomes
 from bulkops.model import (
     AbortRule,
     Action,
@@ -18,6 +20,7 @@ from bulkops.model import (
     Approve,
     OnAbort,
     OrderKind,
+    Outcome,
     Plan,
     RateForm,
     Rollout,
@@ -70,6 +73,8 @@ def test_defaults_rate_form_and_numbers() -> None:
                                   wait=0.0, poll_every=0.5, gate_timeout=3.0, gate="none")
     assert parse_job(BASE + 'rate = { start_per_minute = 7 }\nwait = "0s"\n').rollout == Rollout(
         rate=RateForm(7, 1.0, 7, None), wait=0.0)
+    assert parse_job(BASE + 'stages = ["12.5%", "100%"]\n').rollout == Rollout(
+        stages=(StageSize(share=0.125), StageSize(share=1.0)))
 
 
 STAGES = 'a cumulative count such as "50" or a share such as "10%" (above 0, at most 100%)'
@@ -88,6 +93,8 @@ ORDER = '"random", "tag:KEY=VALUE" (those first, then random) or a field name su
      f"[rollout.stages] expected an array of stage sizes, each {STAGES}, got string '100%'"),
     ("stages = []\n", '[rollout.stages] expected at least one stage; the last one is "100%"'),
     ('stages = ["5", "10 %", "100%"]\n', f"[rollout.stages[1]] expected {STAGES}, got string '10 %'"),
+    ("stages = [" + ", ".join(str(n) for n in range(1, 101)) + ', "100%"]\n',
+     "[rollout.stages] expected at most 100 stages, got 101"),
     ('stages = [0, "100%"]\n', f"[rollout.stages[0]] expected {STAGES}, got integer 0"),
     ('stages = ["0%", "100%"]\n', f"[rollout.stages[0]] expected {STAGES}, got string '0%'"),
     ('stages = ["150%"]\n', f"[rollout.stages[0]] expected {STAGES}, got string '150%'"),
@@ -189,3 +196,24 @@ def test_rollout_survives_the_plan_file(tmp_path: Path) -> None:
     write_plan(Plan(**{**{f: getattr(plan, f) for f in Plan.__dataclass_fields__}, "rollout": None}),
                tmp_path / "q.json")
     assert read_plan(tmp_path / "q.json").rollout is None
+
+
+def test_abort_rule_arithmetic() -> None:
+    """The rule trips when failures > max(failures, failure_rate x attempted) once min_attempted is
+    reached; the default trips at the first failure."""
+    default = Tally(AbortRule())
+    assert default.crossed() is None
+    default.count([Outcomes(0, Outcome.APPLIED)])
+    assert default.crossed() is None
+    default.count([Outcomes(1, Outcome.FAILED)])
+    assert default.crossed() == "failures 1 > max(0, 0% of 2 attempted)"
+    rule = Tally(AbortRule(failure_rate=0.05, failures=2, min_attempted=20), attempted=19, failures=10)
+    assert rule.crossed() is None  # not enough attempted yet
+    rule.attempted = 100
+    assert (rule.allowed(), rule.crossed()) == (5, "failures 10 > max(2, 5% of 100 attempted)")
+    rule.failures = 5
+    assert rule.crossed() is None
+    drifted = Tally(AbortRule())
+    drifted.count([Outcomes(0, Outcome.DRIFTED), Outcomes(1, Outcome.NOOP),
+                   Outcomes(2, Outcome.NOT_ATTEMPTED)])
+    assert (drifted.attempted, drifted.failures) == (2, 0)

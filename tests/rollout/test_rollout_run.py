@@ -357,3 +357,19 @@ async def test_status_gate_and_filter_gate(clock: VirtualClock, rsim: SimServer,
     assert set(store.gate_failures().values()) == {"does not match the gate filter"}
     store.close()
     journal.close()
+
+
+async def test_tag_rollouts_have_no_default_gate(clock: VirtualClock, rsim: SimServer, home: Path) -> None:
+    """set_tag has no default gate: its stages pass without reading any device back."""
+    text = "\n".join([
+        'name = "tag-ring"', "[target]", 'resource = "device"', 'fleet = "acme/sensor"', "[action]",
+        'type = "set_tag"', 'key = "wave"', 'value = "1"', "[rollout]", 'stages = ["10", "100%"]']) + "\n"
+    plan = await plan_of(rsim, text)
+    start = len(rsim.request_log.entries())
+    summary, journal = await roll(rsim, plan, clock)
+    assert summary.state is RunState.DONE
+    store = store_of(journal)
+    assert [(e.verdict, e.detail) for e in store.events()] == [(Verdict.PASS, "no gate")] * 2
+    assert not any(e.url.startswith("/v7/device?") for e in rsim.request_log.entries()[start:])
+    store.close()
+    journal.close()

@@ -37,6 +37,7 @@ def test_rate_form_grows_and_is_capped() -> None:
     grown = stage_sizes(Rollout(rate=RateForm(5, 2.0, 20, 40)), 200)
     assert grown == [5, 5, 5, 5, 10, 10, 20, 40, 40, 40, 20]
     assert stage_sizes(Rollout(rate=RateForm(10, 1.0, 10, None)), 35) == [10, 10, 10, 5]
+    assert stage_sizes(Rollout(rate=RateForm(1, 1.5, 1, None)), 6) == [1, 2, 3]  # grows by at least one
     with pytest.raises(InputError) as info:
         stage_sizes(Rollout(rate=RateForm(1, 1.0, 1, None)), 5000)
     assert str(info.value) == (
@@ -88,6 +89,18 @@ async def test_field_order_sorts_by_the_field(rsim: SimServer) -> None:
     staged = sorted((names[it.target_id], it.stage) for it in plan.items if it.stage)
     assert [stage for _, stage in staged[:3]] == [1, 1, 1]
     assert {stage for _, stage in staged[3:]} == {2}
+
+
+async def test_field_order_puts_nulls_last_and_ties_by_id(rsim: SimServer) -> None:
+    """order by a field that is mostly null: the devices that have it first, then the rest by id."""
+    plain = await plan_of(rsim, pin_job('stages = ["100%"]'))
+    ids = sorted(it.target_id for it in plain.items if it.stage)
+    noted = [ids[-1], ids[-2]]
+    rsim.db.conn.execute("UPDATE device SET note = 'b' WHERE id = ?", (noted[0],))
+    rsim.db.conn.execute("UPDATE device SET note = 'a' WHERE id = ?", (noted[1],))
+    plan = await plan_of(rsim, pin_job('stages = ["4", "100%"]\norder = "note"'))
+    first = sorted(it.target_id for it in plan.items if it.stage == 1)
+    assert first == sorted([*noted, *ids[:2]])
 
 
 async def test_preview_shows_stages_sizes_and_samples(rsim: SimServer) -> None:
