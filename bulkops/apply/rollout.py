@@ -252,8 +252,8 @@ class _Rollout:
     async def _abort(self, stage: int, rule: str) -> RunSummary:
         undo = self.rollout.on_abort is OnAbort.UNDO
         self.store.aborted(stage, f"aborted at {self._where(stage)}: {rule}", self.clock.now(), undo=undo)
-        then = "; undoing what the rollout changed" if undo else ""
-        self.notify(f"aborted at {self._where(stage)}: {rule}{then}")
+        if undo:
+            self.notify(f"aborted at {self._where(stage)}: {rule}; undoing what the rollout changed")
         self._show(stage, Phase.UNDOING.value if undo else Phase.ABORTED.value)
         if not undo:
             return self._finish(RunState.ABORTED, f"aborted at {self._where(stage)}: {rule}")
@@ -265,7 +265,6 @@ class _Rollout:
                                               control=self.control, new_run=self.new_run, now=self.clock.now)
         if outcome is RunState.ABORTED:
             self.store.set_phase(state.stage, Phase.ABORTED, self.clock.now(), message)
-            self.notify(message)
         return self._finish(outcome, message)
 
     # --- the loop --------------------------------------------------------------------------------
@@ -335,7 +334,6 @@ class _Rollout:
         self._show(stage, Phase.APPROVAL.value)
         message = (f"awaiting approval: {self._where(stage)} passed its gate; `bulkops approve "
                    f"{self.journal.run_id}` starts stage {self._next(stage)}")
-        self.notify(message)
         return self._finish(RunState.AWAITING_APPROVAL, message)
 
     def _done_message(self) -> str:

@@ -15,12 +15,13 @@ import pytest
 
 from bulkops import apply_plan, new_run, open_client
 from bulkops.apply.engine import RunControl
+from bulkops.apply.rollout import apply_rollout
 from bulkops.cli import rollout as rollout_cli
 from bulkops.cli.main import main
 from bulkops.errors import ExitCode, InputError
 from bulkops.journal.gates import EventKind, Phase, Verdict, parse_stamp
 from bulkops.journal.rollout_report import report_json, summary_lines
-from bulkops.model import ChangeKind, Outcome, Plan, RunState
+from bulkops.model import ChangeKind, Outcome, Plan, RolloutProgress, RunState
 from bulkops.sim.devices import fraction_of
 from bulkops.sim.server import SimServer
 from tests.conftest import addressed_ids, rows, writes
@@ -142,6 +143,7 @@ async def test_outage_while_polling_pauses_and_never_promotes(clock: VirtualCloc
     summary, journal = await roll(rsim, plan, clock)
     assert summary.state is RunState.PAUSED
     assert summary.message.startswith("paused: gate inconclusive at stage 1 of 2 (GET ")
+    paused_window = store_of(journal).stage(1).gate_started_at
     assert summary.message.endswith(f"`bulkops resume {journal.run_id}` polls it again")
     assert {i for e in writes(rsim) for i in addressed_ids(e.url)} == set(stages[1])
     clock.advance(100)  # still in the outage: resumed, it pauses again without writing
@@ -152,6 +154,7 @@ async def test_outage_while_polling_pauses_and_never_promotes(clock: VirtualCloc
     summary, journal = await roll(rsim, plan, clock, journal)
     assert summary.state is RunState.DONE
     store = store_of(journal)
+    assert store.stage(1).gate_started_at != paused_window  # a fresh gate window after the pause
     assert [e.verdict for e in store.events()] == [Verdict.INCONCLUSIVE, Verdict.INCONCLUSIVE, Verdict.PASS,
                                                    Verdict.PASS]
     store.close()
@@ -372,4 +375,75 @@ async def test_tag_rollouts_have_no_default_gate(clock: VirtualClock, rsim: SimS
     assert [(e.verdict, e.detail) for e in store.events()] == [(Verdict.PASS, "no gate")] * 2
     assert not any(e.url.startswith("/v7/device?") for e in rsim.request_log.entries()[start:])
     store.close()
+    journal.close()
+
+
+async def test_an_interrupted_undo_is_resumed(clock: VirtualClock, rsim: SimServer, home: Path) -> None:
+    """A stop during the undo leaves the rollout interrupted with its undo run recorded; `resume` applies
+    that same undo run to its end. The rollout callback saw every phase."""
+    rsim.devices.offline_fraction = 0.2
+    plan = await plan_of(rsim, pin_job('stages = ["20%", "100%"]\nwait = "1m"\npoll_every = "30s"\n'
+                                       'gate_timeout = "1m"\non_abort = "undo"'))
+    before = pins(rsim, [it.target_id for it in plan.items])
+    control = RunControl()
+    seen: list[RolloutProgress] = []
+
+    def watch(p: RolloutProgress) -> None:
+        seen.append(p)
+        if p.phase == "undoing":
+            control.stop()
+
+    async with open_client(rsim.url, rsim.api_key, plan.options) as client:
+        journal = new_run(plan)
+        summary = await apply_rollout(plan, client, journal, new_run=new_run, clock=clock, control=control,
+                                      on_rollout=watch)
+    assert summary.state is RunState.INTERRUPTED
+    store = store_of(journal)
+    undo_run = store.state().undo_run
+    assert undo_run and summary.message.endswith(f"its undo (run {undo_run}) was interrupted: "
+                                                 f"`bulkops resume {journal.run_id}` continues it")
+    phases = [p.phase for p in seen]
+    assert [ph for i, ph in enumerate(phases) if i == 0 or phases[i - 1] != ph] == [
+        "writing", "waiting", "gating", "undoing"]
+    assert seen[-1].failures > seen[-1].allowed
+    summary, journal = await roll(rsim, plan, clock, journal)
+    assert summary.state is RunState.ABORTED and f"undone by run {undo_run} " in summary.message
+    assert pins(rsim, [it.target_id for it in plan.items]) == before
+    assert len(list((home / "runs").iterdir())) == 2  # the rollout and its one undo run
+    store.close()
+    journal.close()
+
+
+async def test_an_undo_refused_by_a_guard_leaves_the_rollout_aborted(clock: VirtualClock, rsim: SimServer,
+                                                                     home: Path) -> None:
+    """A device moved out of allow_fleets meanwhile makes the undo's allowlist guard refuse it: nothing is
+    undone, the rollout is aborted and says how to plan the undo by hand."""
+    rsim.devices.offline_fraction = 0.2
+    text = 'allow_fleets = ["acme/gateway"]\n' + pin_job(
+        'stages = ["20%", "100%"]\nwait = "1m"\npoll_every = "30s"\ngate_timeout = "1m"\non_abort = "undo"')
+    plan = await plan_of(rsim, text)
+    moved = next(it.target_id for it in plan.items if it.stage == 1)
+    clock.at(60, lambda: rsim.db.conn.execute("UPDATE device SET belongs_to__application = ? WHERE id = ?",
+                                              (rsim.demo.fleets["acme/sensor"], moved)))
+    summary, journal = await roll(rsim, plan, clock)
+    assert summary.state is RunState.ABORTED
+    assert summary.message.endswith(
+        "; the undo was refused by a guard (fleet acme/sensor is not in allow_fleets (acme/gateway)): "
+        f"plan it with `bulkops undo {journal.run_id}`")
+    store = store_of(journal)
+    assert store.state().undo_run is None and store.state().phase is Phase.ABORTED
+    store.close()
+    journal.close()
+
+
+async def test_an_unreadable_stop_switch_pauses(clock: VirtualClock, rsim: SimServer, home: Path) -> None:
+    """When the stop switch cannot be read the rollout pauses before writing anything."""
+    plan = await plan_of(rsim, pin_job('stages = ["5", "100%"]\nstop_switch = "BULKOPS_STOP"',
+                                       options="max_attempts = 2"))
+    rsim.faults.set_spec("outage=0s..3600s,methods=GET")
+    summary, journal = await roll(rsim, plan, clock)
+    assert summary.state is RunState.PAUSED
+    assert summary.message.startswith(
+        "paused: the stop switch BULKOPS_STOP cannot be read at stage 1 of 2 (GET ")
+    assert writes(rsim) == []
     journal.close()
