@@ -103,6 +103,15 @@ async def roll(sim: SimServer, plan: Plan, clock: Clock, journal: Journal | None
     return summary, journal
 
 
+def staged(plan: Plan) -> dict[int, list[int]]:
+    """Stage → target ids."""
+    out: dict[int, list[int]] = {}
+    for it in plan.items:
+        if it.stage:
+            out.setdefault(it.stage, []).append(it.target_id)
+    return out
+
+
 def store_of(journal: Journal) -> GateStore:
     store = GateStore.existing(journal.path)
     assert store is not None
