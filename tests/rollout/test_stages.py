@@ -3,8 +3,11 @@ orders; no-ops in no stage; the preview's stage section."""
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
+from bulkops import load_job, make_plan, open_client
 from bulkops.errors import InputError
 from bulkops.model import ChangeKind, Plan, RateForm, Rollout, StageSize
 from bulkops.plan.preview import preview_json, preview_text
@@ -128,3 +131,16 @@ async def test_preview_shows_stages_sizes_and_samples(rsim: SimServer) -> None:
     plain = await plan_of(rsim, pin_job('stages = ["100%"]').replace("[rollout]\nstages = [\"100%\"]\n", ""))
     assert plain.rollout is None and preview_json(plain)["rollout"] is None
     assert "rollout" not in preview_text(plain)
+
+
+async def test_the_example_rollout_plans_as_documented(rsim: SimServer) -> None:
+    """jobs/staged-pin-gateways.toml plans into the three stages docs/rollout.md shows, canaries first."""
+    job = load_job(Path(__file__).resolve().parents[2] / "jobs" / "staged-pin-gateways.toml")
+    async with open_client(rsim.url, rsim.api_key, job.options) as client:
+        plan = await make_plan(job, client, api_url=rsim.url)
+    assert [len(v) for _, v in sorted(members(plan).items()) if _] == [5, 71, 675]
+    assert plan.counts() == {"change": 751, "create": 0, "delete": 0, "noop": 45}
+    lines = preview_text(plan).splitlines()
+    assert "rollout  3 stages (stages 5, 10%, 100%), order tag ring=canary first, then random" in lines
+    assert ("abort    when failures > max(2, 5% of attempted) once 20 attempted; then undo; approve auto; "
+            "stop switch BULKOPS_STOP") in lines
