@@ -162,8 +162,9 @@ class _Rollout:
         self.stage_control.abort()
 
     async def _write(self, stage: int) -> RunSummary | None:
-        if stage > 1 and self.rollout.rate is not None:
-            previous = self.store.stage(stage - 1).started_at
+        earlier = [s for s in self.order if s < stage]
+        if earlier and self.rollout.rate is not None:
+            previous = self.store.stage(earlier[-1]).started_at
             if previous is not None:
                 due = parse_stamp(previous) + timedelta(seconds=RATE_STAGE)
                 left = (due - self.clock.now()).total_seconds()

@@ -141,9 +141,11 @@ class GateStore:
 
     @classmethod
     def existing(cls, path: Path) -> GateStore | None:
-        """The store if the journal at ``path`` holds a rollout, else None (nothing is created)."""
+        """The store if the journal at ``path`` holds a rollout, else None (no table is created)."""
+        if not Path(path).is_file():
+            return None
         try:
-            conn = sqlite3.connect(f"file:{path}?mode=ro", uri=True, isolation_level=None, timeout=30.0)
+            conn = sqlite3.connect(path, isolation_level=None, timeout=30.0, check_same_thread=False)
         except sqlite3.Error:
             return None
         try:
