@@ -68,7 +68,7 @@ def cmd_approve(args: argparse.Namespace, *, resume: Handler) -> int:
             store.close()
     finally:
         journal.close()
-    print(f"bulkops: stage {waiting[0]} of {waiting[1]} approved by {args.run}: the rollout goes on",
+    print(f"bulkops: run {directory.name}: stage {waiting[0]} of {waiting[1]} approved; the rollout goes on",
           file=sys.stderr)
     return resume(args)
 

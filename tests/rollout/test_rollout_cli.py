@@ -89,6 +89,7 @@ def test_manual_approval(live: SimServer, home: Path, tmp_path: Path,
     assert len(live.request_log.entries()) == sent  # nothing while it waits, nothing from resume
     assert f"bulkops: run {run.name} is awaiting approval after stage 1 of 3" in capsys.readouterr().err
     assert main(["approve", run.name]) == ExitCode.AWAITING_APPROVAL
+    assert f"bulkops: run {run.name}: stage 1 of 3 approved; the rollout goes on\n" in capsys.readouterr().err
     assert phase_of(run) == (Phase.APPROVAL, 2)
     assert main(["approve", run.name]) == ExitCode.OK
     assert phase_of(run) == (Phase.DONE, 3)
