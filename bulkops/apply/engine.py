@@ -14,7 +14,7 @@ the rest stays pending for ``bulkops resume``.
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Awaitable, Callable, Collection, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 import anyio
@@ -30,12 +30,13 @@ from bulkops.errors import (
     AuthError,
     BulkopsError,
     ConflictError,
+    InputError,
     JournalError,
     RemoteError,
     RetryAfterTooLongError,
 )
 from bulkops.journal.journal import DONE, SENT, Journal, Outcomes
-from bulkops.model import ChangeKind, ItemResult, Outcome, Plan, PlanItem, Progress, RunState, RunSummary
+from bulkops.model import ChangeKind, Outcome, Plan, PlanItem, Progress, RunState, RunSummary
 from bulkops.odata.ast import Node, and_, eq
 from bulkops.odata.render import render
 from bulkops.plan.guards import noun
@@ -43,9 +44,13 @@ from bulkops.plan.guards import noun
 if TYPE_CHECKING:
     from bulkops.api.client import Client
 
+from bulkops.apply.summary import summarize
+
 log = structlog.get_logger("bulkops.apply")
 FATAL = (AuthError, RetryAfterTooLongError, JournalError)
 ProgressCallback = Callable[[Progress], None]
+RecordCallback = Callable[[Sequence[Outcomes]], None]  # every batch of outcomes, as it is journaled
+BeforeUnit = Callable[[], Awaitable[None]]  # awaited before each unit is dispatched; may call control.stop()
 
 
 class RunControl:
@@ -72,11 +77,14 @@ def _describe(resource: str, filt: Node | None) -> str:
 
 class _Engine:
     def __init__(self, plan: Plan, client: Client, journal: Journal, on_progress: ProgressCallback | None,
-                 control: RunControl) -> None:
+                 control: RunControl, *, only: Collection[int] | None = None,
+                 on_record: RecordCallback | None = None, before_unit: BeforeUnit | None = None) -> None:
         self.plan, self.client, self.journal = plan, client, journal
         self.items: tuple[PlanItem, ...] = plan.items
         self.on_progress, self.control = on_progress, control
         self.selection = Selection.of(plan.target_resource, plan.precondition)
+        self.only = None if only is None else frozenset(only)  # the item indices this apply may dispatch
+        self.on_record, self.before_unit = on_record, before_unit
         self.fatal: BaseException | None = None
         self.unread_error = ""  # the last read-back that failed after a write was answered
         self.done = 0
@@ -89,6 +97,8 @@ class _Engine:
             return
         self.journal.record(outcomes)
         self.done += len(outcomes)
+        if self.on_record is not None:
+            self.on_record(outcomes)
         for o in outcomes:
             if o.outcome is not Outcome.APPLIED:
                 log.info("bulkops.apply.item", index=o.index, outcome=o.outcome.value, status=o.status,
@@ -271,11 +281,14 @@ class _Engine:
         self._skip()
         states = self.journal.states()
         self.done = sum(1 for state in states.values() if state == DONE)
-        sent = [index for index, state in states.items() if state == SENT and not self.items[index].skip]
+        mine = self.only
+        sent = [index for index, state in states.items()
+                if state == SENT and not self.items[index].skip and (mine is None or index in mine)]
         if sent:
             await self._resume_sent(sent)
             states = self.journal.states()
-        pending = [index for index, state in states.items() if state != DONE and not self.items[index].skip]
+        pending = [index for index, state in states.items()
+                   if state != DONE and not self.items[index].skip and (mine is None or index in mine)]
         units = make_units(self.items, pending, self.plan.options.batch_size, self.client.url_length,
                            selection=self.selection)
         log.info("bulkops.apply.start", pending=len(pending), units=len(units))
@@ -287,6 +300,8 @@ class _Engine:
             receive.close()
             async with send:
                 for unit in units:
+                    if self.before_unit is not None:
+                        await self.before_unit()
                     if self.control.stop_requested.is_set():
                         break
                     await send.send(unit)
@@ -302,12 +317,15 @@ class _Engine:
             return RunState.DONE, ""
         if self.control.stop_requested.is_set():
             return RunState.INTERRUPTED, "stop requested: dispatch stopped, journal flushed"
-        sent = sum(1 for i in left if states[i] == SENT)
+        mine = left if self.only is None else [i for i in left if i in self.only]
+        sent = sum(1 for i in mine if states[i] == SENT)
         why = f" ({self.unread_error})" if self.unread_error else ""
         if sent:
             return RunState.STOPPED, (f"{noun('target', sent)} {'was' if sent == 1 else 'were'} written but "
                                       f"could not be read back; resume the run to read them back{why}")
-        return RunState.STOPPED, f"{noun('target', len(left))} not attempted{why}"
+        if self.only is not None and not mine:
+            return RunState.RUNNING, ""  # one stage of a rollout is done: the rollout decides what follows
+        return RunState.STOPPED, f"{noun('target', len(mine))} not attempted{why}"
 
 
 def _leaf(exc: BaseException) -> BaseException:
@@ -319,16 +337,27 @@ def _leaf(exc: BaseException) -> BaseException:
 
 async def apply_plan(
     plan: Plan, client: Client, journal: Journal, *, on_progress: ProgressCallback | None = None,
-    control: RunControl | None = None,
+    control: RunControl | None = None, only: Collection[int] | None = None,
+    on_record: RecordCallback | None = None, before_unit: BeforeUnit | None = None,
 ) -> RunSummary:
     """Apply ``plan`` (already checked by :func:`bulkops.guards.check_apply`), recording everything in
     ``journal``. Also resumes: items the journal has done are skipped, 'sent' ones read back first.
 
     Whatever happens, the run ends with a state and its lock released: an exception nothing expected
     leaves it ``stopped`` (``internal error: …``) and reaches the caller; cancellation leaves it
-    ``interrupted``."""
+    ``interrupted``.
+
+
+    ``only`` limits the apply to those item indices (one rollout stage; the run stays ``running`` while
+    other items are left); ``on_record`` sees every batch of outcomes as it is journaled; ``before_unit``
+    is awaited before each unit is dispatched. A rollout plan is applied by
+    :func:`bulkops.apply.rollout.apply_rollout`, stage by stage, never here in one go."""
+    if plan.rollout is not None and only is None:
+        raise InputError("the plan is a staged rollout: apply it with run_plan or apply_rollout, which run "
+                         "one stage at a time with its gates")
     control = control or RunControl()
-    engine = _Engine(plan, client, journal, on_progress, control)
+    engine = _Engine(plan, client, journal, on_progress, control, only=only, on_record=on_record,
+                     before_unit=before_unit)
     journal.lock()
     started = time.monotonic()
     state, message = RunState.STOPPED, "internal error"
@@ -357,18 +386,3 @@ async def apply_plan(
             journal.unlock()
     return summarize(journal, client_stats=client.statistics(), elapsed=time.monotonic() - started,
                      state=state, message=message)
-
-
-def summarize(journal: Journal, *, client_stats: Any = None, elapsed: float = 0.0,
-              state: RunState | None = None, message: str | None = None) -> RunSummary:
-    results = tuple(
-        ItemResult(j.index, j.target_id, j.label, j.outcome or Outcome.NOT_ATTEMPTED, j.status, j.attempts,
-                   j.error)
-        for j in journal.items()
-    )
-    counts: Mapping[str, int] = journal.counts()
-    return RunSummary(
-        run_id=journal.run_id, state=state or journal.state(), counts=counts, results=results,
-        requests=getattr(client_stats, "requests", 0), throttled=getattr(client_stats, "throttled", 0),
-        elapsed=elapsed, message=journal.message() if message is None else message,
-    )

@@ -1,7 +1,8 @@
 """The ``bulkops`` command: one subcommand per pipeline stage, plus ``sim``.
 
 Exit codes (``bulkops.errors.ExitCode``): 0 done, 1 some targets failed or drifted, 2 invalid input,
-3 refused by a guard (or not confirmed), 4 the run failed or stopped, 5 interrupted (resume it).
+3 refused by a guard (or not confirmed), 4 the run failed or stopped, 5 interrupted (resume it),
+6 a rollout awaits approval (``bulkops approve RUN``), 7 a rollout was aborted by its abort rule.
 Errors print one line to stderr; never a traceback for a bulkops error, never the token.
 """
 
@@ -14,6 +15,7 @@ from typing import Any
 
 from bulkops import log
 from bulkops.cli import commands
+from bulkops.cli import rollout as rollout_cli
 from bulkops.cli import schedule as schedule_cli
 from bulkops.errors import BulkopsError, ExitCode
 from bulkops.sim import cli as sim_cli
@@ -73,6 +75,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", help="write the report as JSON to this file")
     p.set_defaults(handler=commands.cmd_report)
     schedule_cli.register(sub, common)
+    rollout_cli.register(sub, common, resume=commands.cmd_resume)
     sim_cli.register(sub)
     return parser
 

@@ -10,6 +10,7 @@ from typing import Any
 import orjson
 
 from bulkops.errors import PlanFileError
+from bulkops.job.rollout import rollout_from_json, rollout_to_json
 from bulkops.journal.runs import write_private
 from bulkops.model import (
     PLAN_FORMAT,
@@ -54,6 +55,7 @@ def plan_to_json(plan: Plan, *, with_items: bool = True) -> dict[str, Any]:
         "irreversible": plan.irreversible,
         "warnings": list(plan.warnings),
         "counts": plan.counts(),
+        "rollout": rollout_to_json(plan.rollout),
     } | ({"items": [item_to_json(it) for it in plan.items]} if with_items else {})
 
 
@@ -117,6 +119,7 @@ def plan_from_json(data: Mapping[str, Any]) -> Plan:
         fleet_ids={str(k): int(v) for k, v in (data.get("fleet_ids") or {}).items()},
         undo_of=str(data.get("undo_of", "")),
         precondition=_precondition(data),
+        rollout=rollout_from_json(data.get("rollout")),
     )
 
 

@@ -26,6 +26,7 @@ from bulkops.plan import diff
 from bulkops.plan.diff import Resolved
 from bulkops.plan.file import read_plan, write_plan
 from bulkops.plan.guards import check_allowed, check_expect, noun
+from bulkops.plan.stages import assign_stages
 from bulkops.v7 import actions
 
 if TYPE_CHECKING:
@@ -213,6 +214,7 @@ async def make_plan(job: Job, client: Client, *, api_url: str, now: datetime | N
         population = len(fleet_ids)
     else:
         population = await client.count(res)
+    items = await assign_stages(job, client, items)  # rollout stages (unchanged without [rollout])
     plan_fleets = sorted({slugs.get(f, str(f)) for f in seen_fleets} | set(fleet_ids_all))
     check_expect(job.target.expect, len(items), population, res)
     check_allowed(job.allow_fleets, plan_fleets)
@@ -225,6 +227,7 @@ async def make_plan(job: Job, client: Client, *, api_url: str, now: datetime | N
         warnings=tuple(warnings_for(act, res, items)),
         irreversible=act.type is ActionType.DELETE, plan_id=new_id(now), fleets=tuple(plan_fleets),
         fleet_ids={slug: fid for fid, slug in slugs.items() if slug in plan_fleets},
+        rollout=job.rollout,
     )
     log.info("bulkops.plan.made", plan_id=plan.plan_id, targets=len(items), **plan.counts())
     return plan

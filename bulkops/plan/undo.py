@@ -95,6 +95,7 @@ async def make_undo_plan(
         compiled_filter=f"the targets run {journal.run_id} applied", precondition="", items=tuple(items),
         expect=Expect(max=len(items)),  # an undo never grows beyond what it was planned with
         warnings=tuple(warnings), irreversible=False, plan_id=new_id(now), undo_of=journal.run_id,
+        rollout=None,  # an undo restores everything at once, never in stages
     )
 
 
