@@ -12,6 +12,7 @@ import anyio
 
 from bulkops.api.limiter import AdaptiveLimiter
 from bulkops.apply.runner import load_run, new_run, open_client, run_plan
+from bulkops.cli import rollout as rollout_cli
 from bulkops.cli.progress import ProgressLine
 from bulkops.config import load_settings
 from bulkops.errors import ExitCode, GuardError, InputError
@@ -45,6 +46,8 @@ def endpoint(args: argparse.Namespace) -> Endpoint:
 
 
 def exit_code(summary: RunSummary) -> ExitCode:
+    if (staged := rollout_cli.exit_code(summary)) is not None:
+        return staged
     if summary.state is RunState.INTERRUPTED:
         return ExitCode.INTERRUPTED
     if summary.state is RunState.STOPPED:
@@ -206,6 +209,7 @@ def _finish(summary: RunSummary) -> int:
         if summary.message and summary.state is RunState.STOPPED:
             print(f"bulkops: run stopped: {summary.message}", file=sys.stderr)
         print(f"bulkops: continue with `bulkops resume {summary.run_id}`", file=sys.stderr)
+    rollout_cli.after_run(summary)
     return int(code)
 
 
@@ -232,6 +236,8 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 def cmd_resume(args: argparse.Namespace) -> int:
     directory = runs.run_dir(args.run)
+    if (waiting := rollout_cli.before_resume(directory)) is not None:
+        return waiting
     plan, journal = load_run(directory)
     try:
         pending = sum(1 for j in journal.items() if j.state != DONE)

@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from bulkops import apply_plan, new_run, open_client
-from bulkops.model import Outcome, RunState
+from bulkops.model import RunState
 from bulkops.sim.server import SimServer
 from tests.apply.test_apply_e2e import apply_only, job_text, plan_only
 from tests.conftest import rows, start_sim
@@ -74,10 +74,12 @@ async def test_post_reset_before_it_was_applied_is_read_then_resent(small: SimSe
     journal.close()
 
 
-async def test_post_that_never_reached_the_server_fails_as_not_sent(small: SimServer, home: Path) -> None:
-    """Nobody listening at apply: every create is failed as not sent, with the connect error; no read."""
+async def test_post_that_never_reached_the_server_is_left_for_resume(small: SimServer, home: Path) -> None:
+    """Nobody listening at apply: no create is read or failed; the run stops with them not attempted,
+    saying why, and resume against the server sends each once."""
     plan = await plan_only(small, job_text(NEW_FLAG, fleet="acme/gateway-next"))
-    assert len(plan.items) >= 10
+    n = len(plan.items)
+    assert n >= 10 and plan.counts()["create"] == n
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         dead = f"http://127.0.0.1:{sock.getsockname()[1]}"
@@ -86,14 +88,20 @@ async def test_post_that_never_reached_the_server_fails_as_not_sent(small: SimSe
         journal = new_run(plan)
         summary = await apply_plan(plan, client, journal)
         stats = client.statistics()
-    assert summary.state is RunState.DONE
-    assert summary.counts["failed"] == len(plan.items)
     host_port = dead.removeprefix("http://")
-    for item in journal.items():
-        assert item.outcome is Outcome.FAILED and item.status is None
-        assert item.error == (
-            f"not sent: POST {dead}/v7/device_environment_variable: could not connect to {host_port} "
-            f"(refused or unreachable) (gave up after {options.max_attempts} attempts)"
-        )
-    assert stats.requests == len(plan.items) * options.max_attempts  # POSTs only: no read-back
+    assert summary.state is RunState.STOPPED
+    assert summary.message == (
+        f"{n} targets not attempted (POST {dead}/v7/device_environment_variable: could not connect to "
+        f"{host_port} (refused or unreachable) (gave up after 2 attempts))"
+    )
+    assert summary.counts["not_attempted"] == n
+    assert all(it.state == "planned" and it.outcome is None for it in journal.items())
+    assert stats.requests == n * 2  # POSTs only: nothing read back
+    before = len(small.request_log.entries())
+    async with open_client(small.url, small.api_key, plan.options) as client:
+        final = await apply_plan(plan, client, journal)
     journal.close()
+    sent = small.request_log.entries()[before:]
+    assert final.state is RunState.DONE and final.counts["applied"] == n
+    assert [e.method for e in sent] == ["POST"] * n  # resume sends each once, reads nothing first
+    created_once(small, n)
