@@ -41,17 +41,6 @@ class ChildResult:
     capped: bool  # killed at the time cap
 
 
-def parse_limit(text: str) -> tuple[int, float]:
-    """``1000/10s`` (or ``fixed:1000/10s``) → (1000, 10.0)."""
-    body = text.removeprefix("fixed:")
-    count, _, per = body.partition("/")
-    unit = {"ms": 0.001, "s": 1.0, "m": 60.0}
-    for suffix in ("ms", "s", "m"):
-        if per.endswith(suffix):
-            return int(count), float(per.removesuffix(suffix) or 1) * unit[suffix]
-    return int(count), float(per)
-
-
 SPAWN = Path(__file__).resolve().with_name("spawn.py")
 
 

@@ -43,7 +43,8 @@ __all__ = [
 
 TOO_MANY_REQUESTS: Final = orjson.dumps("Too Many Requests")
 ACCEPTED_FORMS: Final = (
-    "accepted: 'none', 'fixed:<N>/<window>[,block=<duration>][,retry_after=round|ceil]', 'bucket:<rate>/<unit>,burst=<N>', "
+    "accepted: 'none', 'fixed:<N>/<window>[,block=<duration>][,retry_after=round|ceil]', "
+    "'bucket:<rate>/<unit>,burst=<N>', "
     "each optionally followed by '@<start>' and joined by ',' into a schedule "
     "(e.g. 'fixed:1000/10s@0,fixed:500/10s@30s'); durations like 10s, 500ms, 1m, 1h"
 )
