@@ -79,6 +79,7 @@ def collect(
             since=since,
             needed_writes=int(seeded.writes.get(client, 0)),
             width=limit.window,
+            budget=limit.after if drop is not None and since == drop else limit.points,
         )
         out["extrapolated"] = {
             "wall_s": round(ex.wall, 1),

@@ -172,3 +172,11 @@ def test_smoke_run_under_the_other_policies(tmp_path: Path) -> None:
     drop = results["cases"][1]
     assert all(r["drop_at_s"] < r["wall_s"] for r in drop["runs"])
     assert all(r["efficiency"] is not None for c in results["cases"] for r in c["runs"])
+
+
+def test_extrapolation_is_never_faster_than_the_limit() -> None:
+    """Stopped 2 s after a drop to 5 per 10 s window, with a burst of 5 writes just after it and no
+    complete window to judge the pace by, the 20 writes left take at least 20 × 10/5 = 40 s more."""
+    log = [_E(100.0 + t / 10) for t in range(5)]
+    ex = extrapolate(log, started=90.0, stopped=102.0, since=100.0, needed_writes=25, width=10.0, budget=5)
+    assert ex.wall == pytest.approx(12.0 + 40.0)
