@@ -62,7 +62,7 @@ def render(results: dict[str, Any]) -> str:
         sdk = next((r for r in c["ratios"] if r["peer"] == "sdk"), None)
         name = f"{TITLES.get(c['scenario'], c['scenario'])}, {c['devices']:,}, {c['policy']}"
         cells = [f"{_wall(by.get(p))}<br>{_requests(by.get(p))}" for p in PEERS]
-        eff = "" if b is None or b["efficiency"] is None else f"{b['efficiency']:.2f}"
+        eff = "" if b is None or b["efficiency"] is None else f"{b['efficiency']:.3f}"
         if b is not None and b["floor_wrong"]:
             eff += " (floor wrong)"
         vs = "—" if sdk is None else f"{sdk['speedup']:.1f}× · {sdk['request_share']:.3g}×"

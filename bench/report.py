@@ -83,7 +83,7 @@ def goals(case: dict[str, Any]) -> list[dict[str, Any]]:
     out.append(
         _goal(
             "efficiency",
-            f"{eff:.2f} (floor {b['floor_s']:.1f} s, wall {b['wall_s']:.1f} s)"
+            f"{eff:.3f} (floor {b['floor_s']:.1f} s, wall {b['wall_s']:.1f} s)"
             if eff is not None
             else f"n/a: {b['admitted']} requests need no wait, floor 0 s (wall {b['wall_s']:.1f} s)",
             f"≥ {EFFICIENCY}",

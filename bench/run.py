@@ -333,11 +333,17 @@ def parse_args(argv: list[str] | None = None) -> Config:
 
 def main(argv: list[str] | None = None) -> int:
     args = list(sys.argv[1:] if argv is None else argv)
-    if args[:1] == ["--render"]:
+    if args[:1] == ["--render"]:  # same measurements; ratios, goals and markdown made again
         for name in args[1:]:
             path = Path(name)
-            path.with_suffix(".md").write_text(report.markdown(json.loads(path.read_text())))
-            print(f"bench: wrote {path.with_suffix('.md')}", file=sys.stderr)
+            results = json.loads(path.read_text())
+            for case in results["cases"]:
+                case["ratios"] = report.ratios(case["runs"])
+                case["goals"] = report.goals(case)
+            results["memory_goals"] = memory.goals(results["memory"])
+            path.write_text(json.dumps(results, indent=2) + "\n")
+            path.with_suffix(".md").write_text(report.markdown(results))
+            print(f"bench: wrote {path} and {path.with_suffix('.md')}", file=sys.stderr)
         return 0
     cfg = parse_args(args)
     structlog.configure(wrapper_class=structlog.make_filtering_bound_logger(logging.WARNING))
