@@ -41,11 +41,12 @@ from email.utils import parsedate_to_datetime
 from typing import Final
 
 import anyio
-import structlog
+
+from bulkops.log import get_logger
 
 __all__ = ["AdaptiveLimiter", "LimiterStats", "retry_after_seconds"]
 
-log = structlog.get_logger("bulkops.limiter")
+log = get_logger("bulkops.limiter")
 
 ZERO_PAUSE_MIN: Final = 0.1  # Retry-After 0: the reset is under 0.5 s away; wait at least this …
 ZERO_PAUSE_DEFAULT: Final = 0.3  # … this long when nothing better is known …

@@ -15,7 +15,6 @@ from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any
 
 import anyio
-import structlog
 from anyio.streams.memory import MemoryObjectReceiveStream
 
 from bulkops.api import readback
@@ -30,6 +29,7 @@ from bulkops.errors import (
     RetryAfterTooLongError,
 )
 from bulkops.journal.journal import DONE, SENT, Journal, Outcomes
+from bulkops.log import get_logger
 from bulkops.model import ChangeKind, ItemResult, Outcome, Plan, PlanItem, Progress, RunState, RunSummary
 from bulkops.odata.ast import Node, and_, eq
 from bulkops.odata.render import render
@@ -37,7 +37,7 @@ from bulkops.odata.render import render
 if TYPE_CHECKING:
     from bulkops.api.client import Client
 
-log = structlog.get_logger("bulkops.apply")
+log = get_logger("bulkops.apply")
 FATAL = (AuthError, RetryAfterTooLongError, JournalError)
 ProgressCallback = Callable[[Progress], None]
 
