@@ -15,12 +15,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         from bulkops.cli import main as cli  # noqa: PLC0415 - imported under the Ctrl-C handler
 
-        return cli.main(argv)
+        code = cli.main(argv)
     except KeyboardInterrupt:
         signal.signal(signal.SIGINT, signal.SIG_IGN)
         from bulkops.cli import session  # noqa: PLC0415 - stdlib only, already loaded in practice
 
         return session.interrupted()
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # the work is done: a late Ctrl-C cannot change it
+    return code
 
 
 if __name__ == "__main__":  # pragma: no cover

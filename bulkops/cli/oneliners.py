@@ -50,8 +50,14 @@ def _array(values: list[Any]) -> str:
 def _job_name(args: argparse.Namespace) -> str:
     if args.name:
         return str(args.name)
-    words = {"env": ["env", args.verb, args.var], "tag": ["tag", args.verb, args.key],
-             "move": ["move-to", args.to], "pin": ["pin", args.release]}[args.command]
+    if args.command == "env":
+        words = ["env", args.verb, args.var]
+    elif args.command == "tag":
+        words = ["tag", args.verb, args.key]
+    elif args.command == "move":
+        words = ["move-to", args.to]
+    else:
+        words = ["pin", args.release]
     return _UNSAFE.sub("-", "-".join(words)).strip("-.")[:100] or "one-liner"
 
 
@@ -79,7 +85,7 @@ def _action(args: argparse.Namespace) -> list[str]:
 def job_text(args: argparse.Namespace) -> str:
     """The job file a one-liner stands for."""
     verb = f" {args.verb}" if getattr(args, "verb", None) else ""
-    lines = [f"# the job `bulkops {args.command}{verb} …` runs", f"name = {toml_string(_job_name(args))}"]
+    lines = [f"# bulkops {args.command}{verb}: the job this one-liner runs", f"name = {toml_string(_job_name(args))}"]
     if args.allow_fleet:
         lines.append(f"allow_fleets = {_array(args.allow_fleet)}")
     resource = getattr(args, "resource", "device")

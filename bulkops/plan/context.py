@@ -23,7 +23,8 @@ from typing import TYPE_CHECKING, Any
 
 from bulkops.api import readback
 from bulkops.model import ActionType, ChangeKind, Job, Plan
-from bulkops.odata.ast import in_
+from bulkops.odata.ast import and_, in_
+from bulkops.odata.parser import parse
 from bulkops.plan.preview import samples
 from bulkops.v7 import actions
 
@@ -79,6 +80,7 @@ class PlanContext:
     listed_kind: str = ""  # "uuids" or "ids"
     listed_from: str = ""  # the uuids_file, when it came from one
     unmatched: tuple[str, ...] = ()  # listed entries that are not in the plan
+    service_var_devices: int | None = None  # a move: targets with device service variables
 
     def release_name(self, release_id: Any) -> str:
         rel = self.releases.get(release_id) if isinstance(release_id, int) else None
@@ -195,12 +197,27 @@ async def read_context(
             fleet_targets = {int(r["id"]): _int(r.get("should_be_running__release")) for r in fleets}
     releases = await _releases(client, _release_ids(plan, rows, fleet_targets))
     kind, listed, unmatched = _unmatched(plan, job)
+    with_vars = await _with_service_vars(client, plan) if plan.action.type is ActionType.MOVE else None
     return PlanContext(
         api_url=plan.api_url, description=job.description if job is not None else "", rows=rows,
         complete=complete, per_fleet=_per_fleet(plan, job, rows, complete), releases=releases,
         fleet_targets=fleet_targets, listed=listed, listed_kind=kind,
         listed_from=job.target.uuids_file if job else "", unmatched=unmatched,
+        service_var_devices=with_vars,
     )
+
+
+async def _with_service_vars(client: Client, plan: Plan) -> int:
+    """How many of the devices a move changes have device service variables (the move deletes them)."""
+    ids = sorted(it.target_id for it in plan.items if it.kind is not ChangeKind.NOOP)
+    devices: set[int] = set()
+    has_vars = parse("device_service_environment_variable/$count gt 0")
+    step = readback.READ_CHUNK
+    for start in range(0, len(ids), step):
+        filt = and_(in_("device", ids[start:start + step]), has_vars)
+        rows = await client.get("service_install", filter=filt, select=("id", "device"))
+        devices |= {d for r in rows if (d := _int(r.get("device"))) is not None}
+    return len(devices)
 
 
 def _per_fleet(

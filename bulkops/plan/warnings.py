@@ -126,9 +126,9 @@ def plan_warnings(plan: Plan, ctx: PlanContext | None) -> list[str]:
         out.append(numbered or w)
     out += release_warnings(plan, ctx)
     out += _move_pins(plan, ctx, active)
-    if plan.action.type is ActionType.MOVE and active:
-        out.append("moved devices lose their device service variables of the old fleet's services "
-                   "(balena deletes those service installs); their device env vars and tags stay")
+    if plan.action.type is ActionType.MOVE and ctx.service_var_devices:
+        out.append(f"{noun('device', ctx.service_var_devices)} of them have device service variables, which "
+                   "the move deletes with their old fleet's service installs (device env vars and tags stay)")
     if ctx.unmatched:
         what = ctx.listed_kind
         shown = ", ".join(ctx.unmatched[:5]) + (", …" if len(ctx.unmatched) > 5 else "")
