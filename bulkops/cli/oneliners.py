@@ -85,7 +85,8 @@ def _action(args: argparse.Namespace) -> list[str]:
 def job_text(args: argparse.Namespace) -> str:
     """The job file a one-liner stands for."""
     verb = f" {args.verb}" if getattr(args, "verb", None) else ""
-    lines = [f"# bulkops {args.command}{verb}: the job this one-liner runs", f"name = {toml_string(_job_name(args))}"]
+    lines = [f"# bulkops {args.command}{verb}: the job this one-liner runs",
+             f"name = {toml_string(_job_name(args))}"]
     if args.allow_fleet:
         lines.append(f"allow_fleets = {_array(args.allow_fleet)}")
     resource = getattr(args, "resource", "device")

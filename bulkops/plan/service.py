@@ -120,7 +120,8 @@ async def plan_items(
 def service_warnings(action: Action, items: Sequence[PlanItem], left_out: int) -> list[str]:
     out: list[str] = []
     if left_out:
-        out.append(f"{noun('device', left_out)} of the selection have no install of service"
+        verb = "has" if left_out == 1 else "have"
+        out.append(f"{noun('device', left_out)} of the selection {verb} no install of service"
                    f" {action.service!r} (another release, or none yet): left out")
     active = sum(1 for it in items if it.kind is not ChangeKind.NOOP)
     if active:

@@ -110,8 +110,9 @@ def _move_pins(plan: Plan, ctx: PlanContext, active: Iterable[PlanItem]) -> list
                      if (r := ctx.rows.get(it.target_id)) is not None and r.pinned is not None)
     if not pinned:
         return []
-    return [f"{noun('device', sum(pinned.values()))} of them are pinned ({_shown(pinned)}): the move clears "
-            "their pins"]
+    n = sum(pinned.values())
+    be, pins = ("is", "its pin") if n == 1 else ("are", "their pins")
+    return [f"{noun('device', n)} of them {be} pinned ({_shown(pinned)}): the move clears {pins}"]
 
 
 def plan_warnings(plan: Plan, ctx: PlanContext | None) -> list[str]:
@@ -127,11 +128,15 @@ def plan_warnings(plan: Plan, ctx: PlanContext | None) -> list[str]:
     out += release_warnings(plan, ctx)
     out += _move_pins(plan, ctx, active)
     if plan.action.type is ActionType.MOVE and ctx.service_var_devices:
-        out.append(f"{noun('device', ctx.service_var_devices)} of them have device service variables, which "
-                   "the move deletes with their old fleet's service installs (device env vars and tags stay)")
+        n = ctx.service_var_devices
+        have = "has" if n == 1 else "have"
+        out.append(f"{noun('device', n)} of them {have} device service variables, which the move deletes with"
+                   " the old fleet's service installs (device env vars and tags stay)")
     if ctx.unmatched:
         what = ctx.listed_kind
         shown = ", ".join(ctx.unmatched[:5]) + (", …" if len(ctx.unmatched) > 5 else "")
-        out.append(f"{len(ctx.unmatched)} of the {ctx.listed} listed {what} are not in the plan (no such "
-                   f"row, not visible to this API key, or outside the fleet and filter): {shown}")
+        n = len(ctx.unmatched)
+        be = "is" if n == 1 else "are"
+        out.append(f"{n} of the {ctx.listed} listed {what} {be} not in the plan (no such row, not visible to"
+                   f" this API key, or outside the fleet and filter): {shown}")
     return out
