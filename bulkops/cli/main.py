@@ -16,8 +16,11 @@ from typing import Any
 from bulkops import log
 from bulkops.cli import commands, oneliners, output, session
 from bulkops.cli.version import version
-from bulkops.errors import BulkopsError
+from bulkops.errors import BulkopsError, ExitCode
 from bulkops.sim import cli as sim_cli
+
+
+DETAILED_INVALID = 1  # invalid input under `plan --detailed-exitcode`, as Terraform's errors
 
 
 def _common(parser: argparse.ArgumentParser, *, top: bool) -> None:
@@ -95,8 +98,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         try:
             code: int = handler(args)
         except BulkopsError as exc:
-            output.error(str(exc), exit_code=int(exc.exit_code), kind=type(exc).__name__)
-            return int(exc.exit_code)
+            code = int(exc.exit_code)
+            if code == ExitCode.INVALID_INPUT and getattr(args, "detailed_exitcode", False):
+                code = DETAILED_INVALID  # 2 means "changes pending" under --detailed-exitcode
+            output.error(str(exc), exit_code=code, kind=type(exc).__name__)
+            return code
         return code
     except KeyboardInterrupt:
         return session.interrupted()
