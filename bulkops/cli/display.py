@@ -19,18 +19,16 @@ import time
 from collections.abc import AsyncIterator, Callable, Iterable
 from contextlib import ExitStack, asynccontextmanager
 from dataclasses import dataclass
-from typing import TextIO
+from typing import TYPE_CHECKING, TextIO
 
 import anyio
-from rich.console import Console, Group
-from rich.live import Live
-from rich.progress_bar import ProgressBar
-from rich.table import Table
-from rich.text import Text
 
 from bulkops.api.limiter import AdaptiveLimiter
 from bulkops.cli import output
 from bulkops.model import ChangeKind, PlanItem, Progress
+
+if TYPE_CHECKING:
+    from rich.console import Group
 
 __all__ = ["RunProgress", "Snapshot", "estimate_requests", "progress_display", "render_lines"]
 
@@ -134,6 +132,11 @@ def render_lines(s: Snapshot) -> list[str]:
 
 
 def _renderable(s: Snapshot) -> Group:
+    from rich.console import Group  # noqa: PLC0415 - rich loads only when a terminal shows the display
+    from rich.progress_bar import ProgressBar  # noqa: PLC0415
+    from rich.table import Table  # noqa: PLC0415
+    from rich.text import Text  # noqa: PLC0415
+
     lines = render_lines(s)
     first, rest = lines[0].split("   ", 1)
     head = Table.grid(padding=(0, 2))
@@ -144,6 +147,9 @@ def _renderable(s: Snapshot) -> Group:
 
 class _Terminal:
     def __init__(self, state: RunProgress, stream: TextIO) -> None:
+        from rich.console import Console  # noqa: PLC0415 - rich loads only when a terminal shows the display
+        from rich.live import Live  # noqa: PLC0415
+
         self.state = state
         self.console = Console(file=stream, highlight=False)
         self.live = Live(console=self.console, auto_refresh=False, transient=False, redirect_stdout=False,

@@ -19,8 +19,16 @@ from bulkops.cli.version import version
 from bulkops.errors import BulkopsError, ExitCode
 from bulkops.sim import cli as sim_cli
 
-
 DETAILED_INVALID = 1  # invalid input under `plan --detailed-exitcode`, as Terraform's errors
+
+
+class _Version(argparse.Action):
+    """``--version``: the installed version, looked up only when asked for."""
+
+    def __call__(self, parser: argparse.ArgumentParser, namespace: argparse.Namespace, values: Any,
+                 option_string: str | None = None) -> None:
+        output.out(f"bulkops {version()}")
+        parser.exit()
 
 
 def _common(parser: argparse.ArgumentParser, *, top: bool) -> None:
@@ -40,7 +48,7 @@ def _common(parser: argparse.ArgumentParser, *, top: bool) -> None:
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="bulkops", description="Bulk operations for the balena fleet API.")
     _common(parser, top=True)
-    parser.add_argument("--version", action="version", version=f"bulkops {version()}")
+    parser.add_argument("--version", action=_Version, nargs=0, help="print the version and exit")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     common = argparse.ArgumentParser(add_help=False)
     _common(common, top=False)
