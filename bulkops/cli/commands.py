@@ -15,6 +15,7 @@ from bulkops.api.limiter import AdaptiveLimiter
 from bulkops.apply.runner import load_run, new_run, run_plan
 from bulkops.cli import flows, output, session
 from bulkops.cli.display import estimate_requests, progress_display
+from bulkops.cli.prompt import ask
 from bulkops.config import load_settings
 from bulkops.errors import ExitCode, GuardError, InputError
 from bulkops.job.load import LoadedJob, read_job
@@ -74,11 +75,11 @@ def confirm(plan: Plan, *, yes: bool, stdin_tty: bool | None = None) -> None:
         raise GuardError(f"no terminal to confirm {active} changes: pass --yes to apply them without asking")
     head = flows.confirm_head(plan)
     if destructive and active > plan.options.confirm_threshold:
-        answer = input(f"{head}\nThis deletes rows of {active} targets. Type {active} to go on: ")
+        answer = ask(f"{head}\nThis deletes rows of {active} targets. Type {active} to go on: ")
         if answer.strip() != str(active):
             raise GuardError("the typed count did not match: nothing was applied")
         return
-    answer = input(f"{head}\nApply these {active} changes? [y/N] ")
+    answer = ask(f"{head}\nApply these {active} changes? [y/N] ")
     if answer.strip().lower() not in {"y", "yes"}:
         raise GuardError("not confirmed: nothing was applied")
 

@@ -39,8 +39,8 @@ def test_another_version_is_refused(tmp_path: Path) -> None:
     with pytest.raises(InputError) as info:
         load_settings(None, {**ENV, "BALENA_API_URL": "https://api.example.com/v6"}, tmp_path)
     assert str(info.value) == (
-        "the API URL 'https://api.example.com/v6' (from BALENA_API_URL) ends in /v6: bulkops speaks balena API"
-        " v7 and adds the version itself; give the API root, e.g. 'https://api.example.com'")
+        "the API URL 'https://api.example.com/v6' (from BALENA_API_URL) ends in /v6: bulkops speaks balena"
+        " API v7 and adds the version itself; give the API root, e.g. 'https://api.example.com'")
 
 
 def test_token_file_wins_and_is_checked(tmp_path: Path) -> None:
@@ -59,7 +59,8 @@ def test_token_file_wins_and_is_checked(tmp_path: Path) -> None:
     assert str(info.value) == f"the token file {tmp_path / 'nope'} does not exist (given with --token-file)"
 
 
-@pytest.mark.parametrize("line", ["balenaUrl: 'openbalena.example.com'", 'balenaUrl: "openbalena.example.com"',
+@pytest.mark.parametrize("line", ["balenaUrl: 'openbalena.example.com'",
+                                  'balenaUrl: "openbalena.example.com"',
                                   "balenaUrl: openbalena.example.com   # our server"])
 def test_balenarc_balena_url_is_honoured(tmp_path: Path, line: str) -> None:
     """Without a flag or BALENA_API_URL, ~/.balenarc.yml's balenaUrl gives https://api.<balenaUrl>, as the
@@ -79,8 +80,8 @@ def test_balenarc_balena_url_is_honoured(tmp_path: Path, line: str) -> None:
     ("balenaUrl:\n  host: x\n", "{p}, line 1: balenaUrl must be a plain or quoted domain on one line, e.g."
                                 " balenaUrl: 'openbalena.example.com', got ''"),
     ("balenaUrl: a.com\nbalenaUrl: b.com\n", "{p}: balenaUrl is set twice (lines 1 and 2)"),
-    ("{balenaUrl: a.com}\n", "{p}: cannot read balenaUrl; write it on a line of its own at the top level, e.g."
-                             " balenaUrl: 'openbalena.example.com'"),
+    ("{balenaUrl: a.com}\n", "{p}: cannot read balenaUrl; write it on a line of its own at the top level,"
+                             " e.g. balenaUrl: 'openbalena.example.com'"),
     ("balenaUrl: https://a.com\n", "balenaUrl in {p} must be a domain such as 'balena-cloud.com' (the API is"
                                    " then https://api.<balenaUrl>), got 'https://a.com'"),
 ], ids=["flow-list", "block", "twice", "flow-map", "with-scheme"])

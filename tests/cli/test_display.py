@@ -99,7 +99,8 @@ def test_render_lines_before_any_rate() -> None:
 
 
 def test_expected_requests() -> None:
-    """A POST per create; a write and a read-back per batch of changes or deletes sharing their after-value."""
+    """A POST per create; a write and a read-back per batch of changes or deletes sharing their
+    after-value."""
     def item(kind: ChangeKind, after: str | None) -> PlanItem:
         return PlanItem(1, "u", kind, "device_tag", 1, None, None if after is None else {"value": after})
 
@@ -121,4 +122,5 @@ async def test_json_progress_events_off_a_terminal(capsys: pytest.CaptureFixture
     events = [json.loads(line) for line in capsys.readouterr().err.splitlines()]
     assert {e["event"] for e in events} == {"bulkops.apply.progress"}
     assert len(events) >= 4
-    assert (events[0]["done"], events[-1]["done"], events[-1]["total"], events[-1]["requests"]) == (1, 3, 5, 2)
+    first, last = events[0], events[-1]
+    assert (first["done"], last["done"], last["total"], last["requests"]) == (1, 3, 5, 2)

@@ -56,7 +56,8 @@ def test_ctrl_c_while_loading_aiohttp_exits_130(sim: SimServer, tmp_path: Path) 
     no request."""
     job = tmp_path / "job.toml"
     job.write_text(JOB)
-    proc = _start(["plan", str(job), "-o", str(tmp_path / "p.json")], child_env(sim.url, sim.api_key, tmp_path))
+    env = child_env(sim.url, sim.api_key, tmp_path)
+    proc = _start(["plan", str(job), "-o", str(tmp_path / "p.json")], env)
     deadline = time.monotonic() + 20
     while not _loading_http_stack(proc.pid) and proc.poll() is None and time.monotonic() < deadline:
         time.sleep(0.0005)

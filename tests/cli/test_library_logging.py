@@ -20,8 +20,8 @@ from bulkops import load_job, make_plan, new_run, open_client, run_plan
 
 MODE = sys.argv[1]
 if MODE == "structlog":
-    structlog.configure(processors=[structlog.contextvars.merge_contextvars, structlog.processors.add_log_level,
-                                    structlog.processors.JSONRenderer()],
+    structlog.configure(processors=[structlog.contextvars.merge_contextvars,
+                                    structlog.processors.add_log_level, structlog.processors.JSONRenderer()],
                         logger_factory=structlog.PrintLoggerFactory(sys.stderr))
 elif MODE == "logging":
     logging.basicConfig(level=logging.DEBUG, stream=sys.stderr, format="%(name)s %(message)s")
@@ -84,5 +84,6 @@ def test_library_is_silent_then_tagged(sim: SimServer, tmp_path: Path) -> None:
     std = run_script(sim, tmp_path, "logging", "c")
     assert std.returncode == 0, std.stderr
     run_id = std.stderr.splitlines()[-1].removeprefix("RUN ")
-    start = next(line for line in std.stderr.splitlines() if line.startswith("bulkops.apply bulkops.apply.start"))
+    start = next(line for line in std.stderr.splitlines()
+                 if line.startswith("bulkops.apply bulkops.apply.start"))
     assert f"run_id={run_id}" in start and "job=library-job" in start

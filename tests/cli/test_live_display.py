@@ -48,7 +48,8 @@ def test_live_display_through_a_terminal(limited: SimServer, tmp_path: Path) -> 
     total = re.search(r"targets  (\d+) devices of", text)
     assert total is not None
     assert f"applied {total[1]}/{total[1]} (100%)" in text
-    assert re.search(r"\nrun      \S+   job canary-debug   action set_env\nstate    done\n", text), text[-2000:]
+    summary = r"\nrun      \S+   job canary-debug   action set_env\nstate    done\n"
+    assert re.search(summary, text), text[-2000:]
     assert re.search(r"\nbulkops: \d+ requests sent \(\d+ throttled\) in [\d.]+s: \d+ to plan, \d+ to apply",
                      text)
     assert '{"timestamp"' not in text and "Traceback" not in text
@@ -69,7 +70,10 @@ def test_ctrl_c_mid_run_on_a_terminal(limited: SimServer, tmp_path: Path) -> Non
     code = term.finish()
     text = term.text()
     assert code == 5, text[-2000:]
-    assert "bulkops: stopping: no new requests; waiting for those in flight (Ctrl-C again to stop at once)" in text
-    assert re.search(r"\nrun      \S+   job canary-debug   action set_env\nstate    interrupted", text), text[-2000:]
+    stopping = ("bulkops: stopping: no new requests; waiting for those in flight (Ctrl-C again to stop at"
+                " once)")
+    assert stopping in text
+    summary = r"\nrun      \S+   job canary-debug   action set_env\nstate    interrupted"
+    assert re.search(summary, text), text[-2000:]
     assert re.search(r"\nbulkops: continue with `bulkops resume \S+`", text)
     assert "Traceback" not in text and '{"timestamp"' not in text

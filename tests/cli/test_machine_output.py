@@ -78,7 +78,7 @@ def test_json_documents_and_json_stderr(sim: SimServer, tmp_path: Path, capsys: 
     assert [e["event"] for e in json_lines(planned.stderr)] == ["bulkops.plan.preview"]
     in_process(["apply", str(plan_file), "--yes", "--json", "--force"], capsys, keys={"run"})
     listing = in_process(["runs", "--json"], capsys, keys={"runs_dir", "runs"})
-    assert [r["run_id"] for r in listing["runs"]][0] == run_id
+    assert listing["runs"][0]["run_id"] == run_id
     report = in_process(["report", run_id, "--json"], capsys, keys=None)
     assert report["run_id"] == run_id and len(report["items"]) == doc["run"]["total"]
     assert main(["report", run_id, "--csv", "-"]) == 0
@@ -106,7 +106,8 @@ def test_errors_are_json_lines_off_a_terminal(sim: SimServer, tmp_path: Path) ->
     (line,) = json_lines(bad.stderr)
     assert (line["level"], line["event"], line["exit_code"], line["kind"]) == (
         "error", "bulkops.cli.error", 2, "JobFileError")
-    assert line["message"] == f"{tmp_path / 'missing.toml'}: cannot read the job file: No such file or directory"
+    missing = tmp_path / "missing.toml"
+    assert line["message"] == f"{missing}: cannot read the job file: No such file or directory"
     shown = bulkops(["--version"], env)
     assert (shown.returncode, shown.stdout) == (0, f"bulkops {version()}\n")
 

@@ -55,7 +55,8 @@ def test_print_job_is_the_equivalent_job_file(capsys: pytest.CaptureFixture[str]
     (["tag", "rm", "ring"], '[action]\ntype = "remove_tag"\nkey = "ring"\n'),
     (["env", "rm", "X", "--resource", "fleet"], '[action]\ntype = "remove_env"\nname = "X"\n'),
 ], ids=["move", "pin", "tag-rm", "env-rm-fleet"])
-def test_each_one_liner_prints_its_job(args: list[str], action: str, capsys: pytest.CaptureFixture[str]) -> None:
+def test_each_one_liner_prints_its_job(args: list[str], action: str,
+                                       capsys: pytest.CaptureFixture[str]) -> None:
     """Every one-liner has its job file, ending in the [action] table it stands for."""
     assert main([*args, "--fleet", "acme/gateway", "--print-job"]) == ExitCode.OK
     text = capsys.readouterr().out
@@ -66,7 +67,8 @@ def test_each_one_liner_prints_its_job(args: list[str], action: str, capsys: pyt
 def test_a_one_liner_runs_through_plan_preview_and_journal(env: SimServer, tmp_path: Path,
                                                             capsys: pytest.CaptureFixture[str]) -> None:
     """`tag set` previews, applies, journals a run named after it; `runs --json` lists it."""
-    assert main(["tag", "set", "channel", "beta", "--fleet", "acme/gateway", "--filter", CANARIES, "--yes"]) == 0
+    args = ["tag", "set", "channel", "beta", "--fleet", "acme/gateway", "--filter", CANARIES, "--yes"]
+    assert main(args) == ExitCode.OK
     out = capsys.readouterr().out
     assert out.startswith("plan     ") and "action   set_tag channel=beta on device" in out
     assert "state    done" in out
@@ -85,12 +87,12 @@ def test_one_liners_meet_the_same_guards(env: SimServer, capsys: pytest.CaptureF
         "bulkops: error: expect.max is 3 but the job targets ")
     assert main(["env", "set", "X", "1", "--yes"]) == ExitCode.INVALID_INPUT
     assert human(capsys.readouterr().err) == (
-        "bulkops: error: give a selection: --fleet SLUG, --filter ODATA, --uuid UUID, --uuids-file FILE or --id"
-        " ID (a one-liner never targets everything)\n")
+        "bulkops: error: give a selection: --fleet SLUG, --filter ODATA, --uuid UUID, --uuids-file FILE or"
+        " --id ID (a one-liner never targets everything)\n")
     assert main(["env", "set", "9X", "1", "--fleet", "acme/gateway", "--yes"]) == ExitCode.INVALID_INPUT
     assert human(capsys.readouterr().err) == (
-        "bulkops: error: <bulkops env set>: [action.name] invalid env var name '9X': Environment variable names"
-        " can only contain alphanumeric characters and underscores.\n")
+        "bulkops: error: <bulkops env set>: [action.name] invalid env var name '9X': Environment variable"
+        " names can only contain alphanumeric characters and underscores.\n")
     assert [e for e in env.request_log.entries() if e.method != "GET"] == []
 
 
@@ -98,8 +100,8 @@ def test_detailed_exitcode(env: SimServer, tmp_path: Path, capsys: pytest.Captur
     """plan --detailed-exitcode: 2 while changes are pending, 0 once there are none, 1 for invalid input
     (which is 2 without the flag)."""
     job = tmp_path / "job.toml"
-    job.write_text(f'name = "j"\n[target]\nresource = "device"\nfleet = "acme/gateway"\nfilter = "{CANARIES}"\n'
-                   '[action]\ntype = "set_tag"\nkey = "channel"\nvalue = "beta"\n')
+    job.write_text(f'name = "j"\n[target]\nresource = "device"\nfleet = "acme/gateway"\n'
+                   f'filter = "{CANARIES}"\n[action]\ntype = "set_tag"\nkey = "channel"\nvalue = "beta"\n')
     plan = str(tmp_path / "p.json")
     assert main(["plan", str(job), "-o", plan, "--detailed-exitcode"]) == 2
     assert main(["apply", plan, "--yes"]) == ExitCode.OK

@@ -64,7 +64,8 @@ def test_set_env_preview_names_devices_tallies_and_counts(env: SimServer, tmp_pa
     assert main(["plan", str(job), "-o", str(tmp_path / "p.json")]) == ExitCode.OK
     text = capsys.readouterr().out
     devices = fleet_devices(env, "acme/sensor")
-    current = dict(rows(env, "SELECT device, value FROM device_environment_variable WHERE name = 'LOG_LEVEL'"))
+    current = dict(rows(env, "SELECT device, value FROM device_environment_variable "
+                             "WHERE name = 'LOG_LEVEL'"))
     values = Counter(current.get(d[0], "(absent)") for d in devices)
     active = sum(n for v, n in values.items() if v != "info")
     lines = text.splitlines()
@@ -183,7 +184,8 @@ def test_move_preview_counts_pins_and_service_variables(env: SimServer, tmp_path
     assert any(line.endswith("acme/gateway → acme/gateway-next") for line in lines)
 
 
-def test_plan_json_carries_the_context(env: SimServer, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+def test_plan_json_carries_the_context(env: SimServer, tmp_path: Path,
+                                       capsys: pytest.CaptureFixture[str]) -> None:
     """plan --json gives the same facts: description, API URL, per fleet, current values, named samples."""
     job = job_file(tmp_path, f'name = "j"\ndescription = "why"\n[target]\nresource = "device"\n'
                              f'fleet = "acme/gateway"\nfilter = "{CANARIES}"\n'
@@ -202,13 +204,15 @@ def test_csv_lists_every_target(env: SimServer, tmp_path: Path, capsys: pytest.C
     """plan --csv FILE writes one row per target (id, uuid, name, fleet, change, before, after …); --csv -
     writes the same to stdout, and the preview moves to stderr."""
     job = job_file(tmp_path, 'name = "levels"\n[target]\nresource = "device"\nfleets = ["acme/sensor", '
-                             '"acme/gateway-next"]\n[action]\ntype = "set_env"\nname = "LOG_LEVEL"\nvalue = "info"\n')
+                             '"acme/gateway-next"]\n[action]\ntype = "set_env"\nname = "LOG_LEVEL"\n'
+                             'value = "info"\n')
     out_csv = tmp_path / "targets.csv"
     assert main(["plan", str(job), "-o", str(tmp_path / "p.json"), "--csv", str(out_csv)]) == ExitCode.OK
     preview = capsys.readouterr().out
     table = list(csv.DictReader(io.StringIO(out_csv.read_text())))
     plan = read_plan(tmp_path / "p.json")
-    assert list(table[0]) == ["id", "uuid", "name", "fleet", "change", "before", "after", "online", "last_seen"]
+    assert list(table[0]) == ["id", "uuid", "name", "fleet", "change", "before", "after", "online",
+                              "last_seen"]
     assert [int(r["id"]) for r in table] == [it.target_id for it in plan.items]
     by_id = {d[0]: d for slug in ("acme/sensor", "acme/gateway-next") for d in fleet_devices(env, slug)}
     fleets: Counter[str] = Counter()
@@ -224,7 +228,7 @@ def test_csv_lists_every_target(env: SimServer, tmp_path: Path, capsys: pytest.C
     assert f"fleets   {per_fleet}" in preview.splitlines()
     assert main(["plan", str(job), "-o", str(tmp_path / "p2.json"), "--csv", "-"]) == ExitCode.OK
     captured = capsys.readouterr()
-    assert list(csv.DictReader(io.StringIO(captured.out)))[0].keys() == table[0].keys()
+    assert next(iter(csv.DictReader(io.StringIO(captured.out)))).keys() == table[0].keys()
     assert len(captured.out.splitlines()) == len(table) + 1
     events = [orjson.loads(line) for line in captured.err.splitlines()]
     assert [e["event"] for e in events] == ["bulkops.plan.preview", "bulkops.plan.csv_written",
@@ -247,9 +251,9 @@ def test_confirmation_repeats_job_action_fleets_and_counts(env: SimServer, tmp_p
                                                            monkeypatch: pytest.MonkeyPatch,
                                                            capsys: pytest.CaptureFixture[str]) -> None:
     """The prompt names the job, the action, the fleets and the counts per kind before asking."""
-    job = job_file(tmp_path, f'name = "debug-canaries"\n[target]\nresource = "device"\nfleet = "acme/gateway"\n'
-                             f'filter = "{CANARIES}"\n[action]\ntype = "set_env"\nname = "LOG_LEVEL"\n'
-                             'value = "debug"\n')
+    job = job_file(tmp_path, f'name = "debug-canaries"\n[target]\nresource = "device"\n'
+                             f'fleet = "acme/gateway"\nfilter = "{CANARIES}"\n[action]\ntype = "set_env"\n'
+                             'name = "LOG_LEVEL"\nvalue = "debug"\n')
     assert main(["plan", str(job), "-o", str(tmp_path / "p.json")]) == ExitCode.OK
     capsys.readouterr()
     plan = read_plan(tmp_path / "p.json")
@@ -259,5 +263,5 @@ def test_confirmation_repeats_job_action_fleets_and_counts(env: SimServer, tmp_p
     confirm(plan, yes=False, stdin_tty=True)
     kinds = " · ".join(f"{k} {c[k]}" for k in ("change", "create") if c[k])
     assert capsys.readouterr().out == (
-        f"job debug-canaries: set_env LOG_LEVEL=debug on {active} of {len(plan.items)} devices in acme/gateway"
-        f" ({kinds})\nApply these {active} changes? [y/N] ")
+        f"job debug-canaries: set_env LOG_LEVEL=debug on {active} of {len(plan.items)} devices in"
+        f" acme/gateway ({kinds})\nApply these {active} changes? [y/N] ")

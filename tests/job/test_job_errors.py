@@ -141,8 +141,8 @@ CASES: list[tuple[str, str, str]] = [
      "job.toml: [target.expect] expected a table, got integer 5"),
     # --- action: type and keys ---
     ("type-typo", BASE.replace('"set_env"', '"set_envs"'),
-     f"job.toml: [action.type] unknown action type 'set_envs'; did you mean 'set_env' or 'set_service_env'? accepted:"
-     f" {ACCEPTED_TYPES}"),
+     f"job.toml: [action.type] unknown action type 'set_envs'; did you mean 'set_env' or 'set_service_env'?"
+     f" accepted: {ACCEPTED_TYPES}"),
     ("type-unknown", BASE.replace('"set_env"', '"frobnicate"'),
      f"job.toml: [action.type] unknown action type 'frobnicate'; accepted: {ACCEPTED_TYPES}"),
     ("key-of-other-type", BASE.replace('"set_env"', '"remove_env"'),

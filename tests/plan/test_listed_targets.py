@@ -46,11 +46,12 @@ def test_uuids_select_exactly_those_and_name_the_missing(env: SimServer, tmp_pat
     ids, out = planned(tmp_path, f'uuids = [{listed}, "{MISSING}"]', capsys)
     assert ids == [i for i, _ in some]
     assert "listed   4 uuids" in out.splitlines()
-    assert (f"warning  1 of the 4 listed uuids is not in the plan (no such row, not visible to this API key, or"
-            f" outside the fleet and filter): {MISSING}") in out.splitlines()
+    assert (f"warning  1 of the 4 listed uuids is not in the plan (no such row, not visible to this API key,"
+            f" or outside the fleet and filter): {MISSING}") in out.splitlines()
 
 
-def test_uuids_and_a_fleet_are_anded(env: SimServer, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+def test_uuids_and_a_fleet_are_anded(env: SimServer, tmp_path: Path,
+                                     capsys: pytest.CaptureFixture[str]) -> None:
     """A list combined with a fleet keeps only the listed devices of that fleet."""
     gw = rows(env, "SELECT id, uuid FROM device WHERE belongs_to__application = ? ORDER BY id LIMIT 2",
               env.demo.fleets["acme/gateway"])
@@ -66,8 +67,8 @@ def test_a_long_uuids_file_is_paged_within_the_url_limit(env: SimServer, tmp_pat
                                                           capsys: pytest.CaptureFixture[str]) -> None:
     """1,500 listed uuids (53 KB of them) are read in slices whose URLs fit the limit; the plan's CSV, fed
     back as a uuids_file, selects the same devices again."""
-    chosen = rows(env, "SELECT id, uuid FROM device WHERE belongs_to__application != ? ORDER BY uuid LIMIT 1500",
-                  env.demo.fleets["globex/kiosk"])  # the demo key's devices
+    chosen = rows(env, "SELECT id, uuid FROM device WHERE belongs_to__application != ? ORDER BY uuid "
+                       "LIMIT 1500", env.demo.fleets["globex/kiosk"])  # the demo key's devices
     (tmp_path / "uuids.txt").write_text("".join(f"{u}\n" for _, u in chosen))
     env.request_log.clear()
     path = tmp_path / "job.toml"

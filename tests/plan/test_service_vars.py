@@ -49,7 +49,8 @@ def service_vars(sim: SimServer, service: str = "main") -> dict[int, str]:
 
 def canaries(sim: SimServer) -> set[int]:
     found = rows(sim, "SELECT d.id FROM device d JOIN device_tag t ON t.device = d.id AND t.tag_key = 'ring' "
-                      "AND t.value = 'canary' WHERE d.belongs_to__application = ?", sim.demo.fleets["acme/gateway"])
+                      "AND t.value = 'canary' WHERE d.belongs_to__application = ?",
+                 sim.demo.fleets["acme/gateway"])
     return {r[0] for r in found}
 
 
@@ -92,7 +93,7 @@ def test_devices_without_the_service_are_left_out(env: SimServer, tmp_path: Path
         "(SELECT id FROM service WHERE service_name = 'main')", (targets[0],))
     assert main(["plan", str(job(tmp_path, SET.format(v="debug"))), "-o", str(tmp_path / "p.json")]) == 0
     out = capsys.readouterr().out
-    assert (f"warning  1 device of the selection has no install of service 'main' (another release, or none"
+    assert ("warning  1 device of the selection has no install of service 'main' (another release, or none"
             " yet): left out") in out.splitlines()
     items = orjson.loads((tmp_path / "p.json").read_bytes())["items"]
     assert sorted(i["target_id"] for i in items) == targets[1:]
@@ -120,9 +121,9 @@ def test_an_edited_install_is_refused_at_apply(env: SimServer, tmp_path: Path,
     code = main(["apply", str(plan), "--yes", "--force"])
     err = human(capsys.readouterr().err)
     assert code == ExitCode.REFUSED_BY_GUARD, err
-    assert err == (f"bulkops: error: the plan writes rows of other targets (service_install {other[0]} belongs"
-                   f" to device {other[1]}, not {first['target_id']}); the plan file was edited or is corrupt:"
-                   " make a new plan\n")
+    assert err == (f"bulkops: error: the plan writes rows of other targets (service_install {other[0]}"
+                   f" belongs to device {other[1]}, not {first['target_id']}); the plan file was edited or is"
+                   " corrupt: make a new plan\n")
     assert [e for e in env.request_log.entries() if e.method != "GET"] == []
 
 
