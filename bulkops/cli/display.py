@@ -94,7 +94,10 @@ class RunProgress:
         p, stats = self.latest, self.limiter.statistics()
         elapsed = now - self.started
         learned = stats.rate is not None
-        rate = stats.rate if learned else (p.requests / elapsed if elapsed >= 1.0 and p.requests else None)
+        # before the first 429 the rate seen so far is all there is; after it, until the limit is learned,
+        # that burst rate would promise an ETA the limit will not allow: show none
+        seen = p.requests / elapsed if elapsed >= 1.0 and p.requests and not stats.throttled else None
+        rate = stats.rate if learned else seen
         waiting = max(0.0, stats.paused_until - now)
         eta: float | None = None
         if p.done >= p.total:
@@ -117,7 +120,9 @@ def render_lines(s: Snapshot) -> list[str]:
     share = f" ({100 * s.done // s.total}%)" if s.total else ""
     lines = [f"applied {s.done:,}/{s.total:,}{share}   elapsed {_clock_text(s.elapsed)}"
              f"   ETA {_clock_text(s.eta)}"]
-    if s.rate is None:
+    if s.rate is None and s.throttled:
+        rate = "rate — (learning the limit)"
+    elif s.rate is None:
         rate = "rate —"
     elif s.learned and s.budget and s.window:
         rate = f"rate {s.rate:.1f} req/s (learned limit: {s.budget} per {s.window:.1f} s)"

@@ -44,7 +44,8 @@ class PtyRun:
         return plain(bytes(self.raw))
 
     def wait_for(self, pattern: str, timeout: float = 30.0) -> re.Match[str]:
-        """Read until ``pattern`` shows up in the plain text; AssertionError (with the text) if it never does."""
+        """Read until ``pattern`` shows up in the plain text; AssertionError (with the text) if it never
+        does."""
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             m = re.search(pattern, self.text())
@@ -79,10 +80,12 @@ class PtyRun:
         return self.proc.returncode
 
 
-def spawn(args: Sequence[str], env: Mapping[str, str], *, cwd: str | None = None, columns: int = 120) -> PtyRun:
+def spawn(
+    args: Sequence[str], env: Mapping[str, str], *, cwd: str | None = None, columns: int = 120
+) -> PtyRun:
     master, slave = pty.openpty()
     fcntl.ioctl(slave, termios.TIOCSWINSZ, struct.pack("HHHH", 40, columns, 0, 0))
-    proc = subprocess.Popen(  # noqa: S603 - our own CLI
+    proc = subprocess.Popen(  # our own CLI
         [sys.executable, "-m", "bulkops", *args], stdin=slave, stdout=slave, stderr=slave, env=dict(env),
         cwd=cwd, start_new_session=True,
         preexec_fn=lambda: fcntl.ioctl(0, termios.TIOCSCTTY, 0),  # noqa: PLW1509 - make it the controlling tty

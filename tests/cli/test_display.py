@@ -24,17 +24,21 @@ class Clock:
 
 
 def test_a_pause_is_shown_with_its_seconds() -> None:
-    """While the limiter pauses for a 429, the display says so and counts down; the ETA includes it."""
+    """Before any 429 the ETA uses the rate seen so far; once a 429 pauses the limiter the display says
+    so and counts down, and shows no ETA until the limit is learned (the burst rate would lie)."""
     clock = Clock()
     limiter = AdaptiveLimiter(clock=clock)
     progress = RunProgress(limiter, total=400, expected_requests=300, clock=clock)
     clock.now += 10
     progress(Progress(100, 400, 90, 0, 10.0))
+    lines = render_lines(progress.snapshot())
+    assert lines == ["applied 100/400 (25%)   elapsed 0:10   ETA 0:23",  # 210 requests left at 9/s
+                     "rate 9.0 req/s (no limit met yet)   in flight 0   429s 0   requests 90"]
     limiter.on_throttled(7.0)
     lines = render_lines(progress.snapshot())
-    assert lines[0] == "applied 100/400 (25%)   elapsed 0:10   ETA 0:30"  # 210 requests at 9/s, + 7 s
-    assert lines[1] == "rate 9.0 req/s (no limit met yet)   in flight 0   429s 1   requests 90"
-    assert lines[2] == "waiting for the rate limit: 7 s"
+    assert lines == ["applied 100/400 (25%)   elapsed 0:10   ETA —",
+                     "rate — (learning the limit)   in flight 0   429s 1   requests 90",
+                     "waiting for the rate limit: 7 s"]
     clock.now += 4.5
     assert render_lines(progress.snapshot())[2] == "waiting for the rate limit: 3 s"
     clock.now += 3
