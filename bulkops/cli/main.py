@@ -33,8 +33,8 @@ class _Version(argparse.Action):
 
 def _common(parser: argparse.ArgumentParser, *, top: bool) -> None:
     default: Any = None if top else argparse.SUPPRESS
-    parser.add_argument("--api-url", default=default, help="balena API root (default: $BALENA_API_URL, "
-                        "else balenaCloud)")
+    parser.add_argument("--api-url", default=default, help="balena API root, without /v7 (default: "
+                        "$BALENA_API_URL, else balenaUrl of ~/.balenarc.yml, else balenaCloud)")
     parser.add_argument("--token-file", default=default, metavar="FILE",
                         help="read the API token from FILE (default: $BALENA_API_KEY, $BALENA_TOKEN, "
                         "else the balena CLI's token file)")

@@ -232,7 +232,7 @@ def test_confirm_on_a_terminal(monkeypatch: pytest.MonkeyPatch, capsys: pytest.C
     """On a terminal, deletions above the threshold need the count typed back; others a yes."""
     monkeypatch.setattr("sys.stdin", io.StringIO("12\n"))
     confirm(_delete_plan(12), yes=False, stdin_tty=True)
-    assert "Type 12 to go on: " in capsys.readouterr().out
+    assert "Type 12 to go on: " in capsys.readouterr().err
     monkeypatch.setattr("sys.stdin", io.StringIO("yes\n"))
     with pytest.raises(GuardError) as exc:
         confirm(_delete_plan(12), yes=False, stdin_tty=True)

@@ -77,3 +77,14 @@ def test_ctrl_c_mid_run_on_a_terminal(limited: SimServer, tmp_path: Path) -> Non
     assert re.search(summary, text), text[-2000:]
     assert re.search(r"\nbulkops: continue with `bulkops resume \S+`", text)
     assert "Traceback" not in text and '{"timestamp"' not in text
+
+
+def test_the_simulator_logs_text_on_a_terminal() -> None:
+    """`bulkops sim` on a terminal logs human text (no JSON) and stops cleanly on Ctrl-C."""
+    term = spawn(["sim", "--port", "0", "--seed-demo", "10"], child_env("http://127.0.0.1:1", "x", Path("/")))
+    term.wait_for(r"BALENA_API_KEY=sim_\w+")
+    term.wait_for(r"\[info\s*\] bulkops\.sim\.server\.started\s+devices=10")
+    term.interrupt()
+    assert term.finish() == 0
+    assert '{"timestamp"' not in term.text() and "Traceback" not in term.text()
+

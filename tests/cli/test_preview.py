@@ -262,6 +262,6 @@ def test_confirmation_repeats_job_action_fleets_and_counts(env: SimServer, tmp_p
     monkeypatch.setattr("sys.stdin", io.StringIO("y\n"))
     confirm(plan, yes=False, stdin_tty=True)
     kinds = " · ".join(f"{k} {c[k]}" for k in ("change", "create") if c[k])
-    assert capsys.readouterr().out == (
+    assert capsys.readouterr().err == (
         f"job debug-canaries: set_env LOG_LEVEL=debug on {active} of {len(plan.items)} devices in"
         f" acme/gateway ({kinds})\nApply these {active} changes? [y/N] ")
