@@ -81,6 +81,35 @@ class ApplyOptions:
     confirm_threshold: int = 10  # destructive actions above this need the count typed back
 
 
+class Missed(StrEnum):
+    """What a scheduled job does with slots that came due while no scheduler was running."""
+
+    SKIP = "skip"  # run only a slot that is on time; journal the others as skipped
+    LATEST = "latest"  # run the newest slot inside catch_up once; journal the older ones as skipped
+    ALL = "all"  # run every slot inside catch_up, oldest first, one after the other
+
+
+@dataclass(frozen=True, slots=True)
+class GrowLimit:
+    """An unattended run may change at most ``max(factor × last, last + add)`` targets, where ``last``
+    is what the job's previous run changed; a larger plan waits for approval."""
+
+    factor: float = 2.0
+    add: int = 50
+
+
+@dataclass(frozen=True, slots=True)
+class Schedule:
+    """When a job runs unattended: a 5-field cron expression read in ``timezone``."""
+
+    cron: str
+    timezone: str = "UTC"  # IANA name
+    jitter: timedelta = timedelta(0)  # each slot starts up to this much later (fixed per job and slot)
+    missed: Missed = Missed.LATEST
+    catch_up: timedelta = timedelta(hours=1)  # a slot later than this is never run
+    grow_limit: GrowLimit = field(default_factory=GrowLimit)
+
+
 @dataclass(frozen=True, slots=True)
 class Job:
     name: str
@@ -91,9 +120,9 @@ class Job:
     options: ApplyOptions = field(default_factory=ApplyOptions)
     path: str = ""
     fingerprint: str = ""  # sha256 hex of the job file's bytes
-    # Reserved for staged rollouts and scheduled jobs: kept as parsed tables until those land.
+    # Reserved for staged rollouts: kept as a parsed table until those land.
     rollout: Mapping[str, JSONValue] | None = None
-    schedule: Mapping[str, JSONValue] | None = None
+    schedule: Schedule | None = None  # when the job runs unattended (``bulkops schedule``)
 
 
 # --- plan ----------------------------------------------------------------------------------------

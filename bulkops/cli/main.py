@@ -15,6 +15,7 @@ from typing import Any
 
 from bulkops import log
 from bulkops.cli import commands, oneliners, output, session
+from bulkops.cli import schedule as schedule_cli
 from bulkops.cli.version import version
 from bulkops.errors import BulkopsError, ExitCode
 from bulkops.sim import cli as sim_cli
@@ -74,6 +75,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("-y", "--yes", action="store_true", help="do not ask; required without a terminal")
     p.add_argument("--json", action="store_true", help="print the preview as JSON")
     p.set_defaults(handler=commands.cmd_run)
+    schedule_cli.add_run_flags(p)
     p = sub.add_parser("resume", parents=[common], help="continue an interrupted or stopped run")
     p.add_argument("run")
     p.set_defaults(handler=commands.cmd_resume)
@@ -92,6 +94,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="the report as JSON: on stdout, or written to FILE")
     p.set_defaults(handler=commands.cmd_report)
     oneliners.register(sub, common)
+    schedule_cli.register(sub, common)
     sim_cli.register(sub)
     return parser
 

@@ -32,6 +32,7 @@ from bulkops.job.fields import (
     get_str_list,
     get_table,
 )
+from bulkops.job.schedule import parse_schedule
 from bulkops.job.target import parse_target
 from bulkops.model import ApplyOptions, Job, Target
 
@@ -45,8 +46,6 @@ OPTION_KEYS = (
 NOT_YET = {
     "rollout": "staged rollouts are not supported in this version: remove the [rollout] table"
     " (this version applies the whole target set in one stage)",
-    "schedule": "scheduled jobs are not supported in this version: remove the [schedule] table"
-    " and start the job with `bulkops run`",
 }
 MAX_DESCRIPTION = 10_000
 
@@ -181,15 +180,15 @@ def _job(text: str, path: str, fingerprint: str, allow_reserved: bool) -> Loaded
             name=name, target=target, action=action, description=description, allow_fleets=allow,
             options=options, path=path, fingerprint=fingerprint,
             rollout=_reserved(top, doc, "rollout", allow_reserved),
-            schedule=_reserved(top, doc, "schedule", allow_reserved),
+            schedule=parse_schedule(top, doc, target, action),
         ),
         notes,
     )
 
 
 def read_job_text(text: str, *, path: str = "<string>", allow_reserved: bool = False) -> LoadedJob:
-    """Validate job file ``text``. ``allow_reserved`` keeps ``[rollout]``/``[schedule]`` tables as raw
-    data instead of refusing them; nothing in this version executes them."""
+    """Validate job file ``text``. ``allow_reserved`` keeps a ``[rollout]`` table as raw data instead of
+    refusing it; nothing in this version executes it."""
     fingerprint = hashlib.sha256(text.encode("utf-8", "surrogatepass")).hexdigest()
     return _job(text, path, fingerprint, allow_reserved)
 
