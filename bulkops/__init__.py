@@ -21,8 +21,9 @@ import importlib
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from bulkops.apply.engine import RunControl, apply_plan, summarize
+    from bulkops.apply.engine import RunControl, apply_plan
     from bulkops.apply.runner import load_run, new_run, open_client, run_plan
+    from bulkops.apply.summary import summarize
     from bulkops.job.load import load_job, parse_job
     from bulkops.journal.journal import Journal
     from bulkops.model import (
@@ -46,7 +47,7 @@ if TYPE_CHECKING:
 
 _WHERE = {
     "RunControl": "bulkops.apply.engine", "apply_plan": "bulkops.apply.engine",
-    "summarize": "bulkops.apply.engine", "load_run": "bulkops.apply.runner",
+    "summarize": "bulkops.apply.summary", "load_run": "bulkops.apply.runner",
     "new_run": "bulkops.apply.runner", "open_client": "bulkops.apply.runner",
     "run_plan": "bulkops.apply.runner", "load_job": "bulkops.job.load", "parse_job": "bulkops.job.load",
     "Journal": "bulkops.journal.journal", "read_plan": "bulkops.plan.file",

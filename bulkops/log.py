@@ -72,6 +72,18 @@ class LibraryLogger:
     def error(self, event: str, **fields: Any) -> None:
         self._log(logging.ERROR, event, fields)
 
+    def exception(self, event: str, **fields: Any) -> None:
+        """An error event with the exception being handled (its traceback goes where the caller's
+        logging sends tracebacks)."""
+        if structlog.is_configured():
+            structlog.get_logger(self.name).exception(event, **fields)
+            return
+        std = logging.getLogger(self.name)
+        if std.isEnabledFor(logging.ERROR):
+            merged = {**structlog.contextvars.get_contextvars(), **fields}
+            text = " ".join([event, *(f"{k}={_plain(v)}" for k, v in merged.items())])
+            std.error("%s", text, exc_info=True)
+
 
 def get_logger(name: str) -> LibraryLogger:
     """The logger library modules use (``log = get_logger("bulkops.plan")``)."""

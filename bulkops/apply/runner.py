@@ -15,6 +15,7 @@ import structlog
 from bulkops.api.client import Client
 from bulkops.api.limiter import AdaptiveLimiter
 from bulkops.apply.engine import RunControl, apply_plan
+from bulkops.apply.rollout import RolloutCallback, apply_rollout
 from bulkops.journal.journal import Journal
 from bulkops.journal.runs import PLAN_FILE, start_run
 from bulkops.model import ApplyOptions, Plan, Progress, RunSummary
@@ -52,9 +53,10 @@ async def _watch_signals(control: RunControl, notify: Callable[[str], None]) -> 
 async def run_plan(
     plan: Plan, client: Client, journal: Journal, *, on_progress: Callable[[Progress], None] | None = None,
     control: RunControl | None = None, handle_signals: bool = True,
-    notify: Callable[[str], None] | None = None,
+    notify: Callable[[str], None] | None = None, on_rollout: RolloutCallback | None = None,
 ) -> RunSummary:
-    """``apply_plan`` with SIGINT/SIGTERM turned into a clean stop (second signal: stop at once). Every
+    """``apply_plan`` with SIGINT/SIGTERM turned into a clean stop (second signal: stop at once); a
+    rollout plan goes through ``apply_rollout``, stage by stage, its steps told through ``notify``. Every
     log event inside the run carries ``run_id`` and ``job`` (structlog context variables)."""
     control = control or RunControl()
     say = notify or (lambda msg: print(f"\nbulkops: {msg}", file=sys.stderr))
@@ -62,7 +64,12 @@ async def run_plan(
         async with anyio.create_task_group() as tg:
             if handle_signals:
                 tg.start_soon(_watch_signals, control, say)
-            summary = await apply_plan(plan, client, journal, on_progress=on_progress, control=control)
+            if plan.rollout is not None:
+                summary = await apply_rollout(
+                    plan, client, journal, new_run=new_run, on_progress=on_progress, on_rollout=on_rollout,
+                    control=control, notify=notify or (lambda msg: print(f"bulkops: {msg}", file=sys.stderr)))
+            else:
+                summary = await apply_plan(plan, client, journal, on_progress=on_progress, control=control)
             tg.cancel_scope.cancel()
     return summary
 

@@ -14,7 +14,8 @@ import anyio
 from bulkops.api.limiter import AdaptiveLimiter
 from bulkops.apply.runner import load_run, new_run, run_plan
 from bulkops.cli import flows, output, session
-from bulkops.cli.display import estimate_requests, progress_display
+from bulkops.cli import rollout as rollout_cli
+from bulkops.cli.display import estimate_requests, progress_display, rollout_line
 from bulkops.cli.prompt import ask
 from bulkops.config import load_settings
 from bulkops.errors import ExitCode, GuardError, InputError
@@ -49,6 +50,8 @@ def endpoint(args: argparse.Namespace) -> Endpoint:
 
 
 def exit_code(summary: RunSummary) -> ExitCode:
+    if (staged := rollout_cli.exit_code(summary)) is not None:
+        return staged
     if summary.state is RunState.INTERRUPTED:
         return ExitCode.INTERRUPTED
     if summary.state is RunState.STOPPED:
@@ -212,7 +215,8 @@ async def _apply(plan: Plan, ep: Endpoint, run_dir: Path | None) -> RunSummary:
             expected = estimate_requests(pending, plan.options.batch_size)
             async with progress_display(limiter, total=len(plan.items), expected_requests=expected,
                                         done=len(plan.items) - len(pending)) as (progress, notify):
-                return await run_plan(plan, client, journal, on_progress=progress, notify=notify)
+                return await run_plan(plan, client, journal, on_progress=progress, notify=notify,
+                                      on_rollout=lambda r: progress.set_status(rollout_line(r)))
         finally:
             journal.close()
 
@@ -241,6 +245,7 @@ def _finish(summary: RunSummary, *, as_json: bool = False, preview: dict[str, ob
             output.warn("bulkops.run.stopped", f"run stopped: {summary.message}", run_id=summary.run_id)
         output.note("bulkops.run.resume", f"continue with `bulkops resume {summary.run_id}`",
                     run_id=summary.run_id)
+    rollout_cli.after_run(summary)
     return int(code)
 
 
@@ -277,6 +282,8 @@ def run_loaded(args: argparse.Namespace, loaded: LoadedJob) -> int:
 
 def cmd_resume(args: argparse.Namespace) -> int:
     directory = runs.run_dir(args.run)
+    if (waiting := rollout_cli.before_resume(directory)) is not None:
+        return waiting
     plan, journal = load_run(directory)
     try:
         pending = sum(1 for j in journal.items() if j.state != DONE)

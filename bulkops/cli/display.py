@@ -25,12 +25,12 @@ import anyio
 
 from bulkops.api.limiter import AdaptiveLimiter
 from bulkops.cli import output
-from bulkops.model import ChangeKind, PlanItem, Progress
+from bulkops.model import ChangeKind, PlanItem, Progress, RolloutProgress
 
 if TYPE_CHECKING:
     from rich.console import Group
 
-__all__ = ["RunProgress", "Snapshot", "estimate_requests", "progress_display", "render_lines"]
+__all__ = ["RunProgress", "Snapshot", "estimate_requests", "progress_display", "render_lines", "rollout_line"]
 
 REFRESH = 0.25  # seconds between redraws on a terminal
 JSON_EVERY = 5.0  # seconds between progress events off a terminal
@@ -106,6 +106,16 @@ class RunProgress:
             eta = max(0, self.expected - p.requests) / rate + waiting
         return Snapshot(p.done, p.total, p.requests, stats.throttled, stats.in_flight, rate, learned,
                         stats.estimated_budget, stats.estimated_window, waiting, eta, elapsed, self.status)
+
+
+def rollout_line(r: RolloutProgress) -> str:
+    """The status line of a staged rollout: ``stage 2/4 · gate: 40 passed, 2 failed, 15 pending · …``."""
+    line = f"stage {r.stage}/{r.stages} · {r.phase} · {r.targets:,} targets"
+    if r.phase == "gating" or r.gate_passed or r.gate_failed or r.gate_pending:
+        line += f" · gate: {r.gate_passed} passed, {r.gate_failed} failed, {r.gate_pending} pending"
+    if r.attempted:
+        line += f" · failures {r.failures} of {r.attempted} (tolerated {r.allowed})"
+    return line
 
 
 def _clock_text(seconds: float | None) -> str:
@@ -188,7 +198,7 @@ class _Events:
                      elapsed_s=round(s.elapsed, 1), status=s.status or None)
 
     def notify(self, message: str) -> None:
-        output.note("bulkops.apply.stopping", message)
+        output.note("bulkops.apply.notice", message)
 
     def first(self) -> None:
         self.emit()

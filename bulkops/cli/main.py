@@ -1,7 +1,8 @@
 """The ``bulkops`` command: one subcommand per pipeline stage, plus ``sim``.
 
 Exit codes (``bulkops.errors.ExitCode``): 0 done, 1 some targets failed or drifted, 2 invalid input,
-3 refused by a guard (or not confirmed), 4 the run failed or stopped, 5 interrupted (resume it);
+3 refused by a guard (or not confirmed), 4 the run failed or stopped, 5 interrupted (resume it),
+6 a rollout awaits approval (``bulkops approve RUN``), 7 a rollout was aborted by its abort rule;
 130 interrupted before any request was sent. Errors print one line to stderr (JSON off a terminal);
 never a traceback for a bulkops error, never the token.
 """
@@ -15,6 +16,7 @@ from typing import Any
 
 from bulkops import log
 from bulkops.cli import commands, oneliners, output, session
+from bulkops.cli import rollout as rollout_cli
 from bulkops.cli import schedule as schedule_cli
 from bulkops.cli.version import version
 from bulkops.errors import BulkopsError, ExitCode
@@ -95,6 +97,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(handler=commands.cmd_report)
     oneliners.register(sub, common)
     schedule_cli.register(sub, common)
+    rollout_cli.register(sub, common, resume=commands.cmd_resume)
     sim_cli.register(sub)
     return parser
 

@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Any
 import orjson
 
 from bulkops.model import Action, ActionType, ChangeKind, Plan, PlanItem
+from bulkops.plan import stages
 from bulkops.plan.guards import noun
 from bulkops.v7.actions import is_child, key_value
 
@@ -178,6 +179,7 @@ def preview_json(plan: Plan, notes: Sequence[str] = (), ctx: PlanContext | None 
         "warnings": plan_warnings(plan, ctx),
         "notes": list(notes),
         "samples": [],
+        "rollout": stages.preview_json(plan),
     }
     for it in samples(plan):
         row = ctx.rows.get(it.target_id) if ctx is not None else None
@@ -232,6 +234,7 @@ def preview_text(plan: Plan, notes: Sequence[str] = (), ctx: PlanContext | None 
             lines.append(f"  … and {rest} more")
     else:
         lines.append("nothing to do: every target is already as wanted")
+    lines.extend(stages.preview_lines(plan))
     lines.extend(f"note     {n}" for n in notes)
     lines.extend(f"warning  {w}" for w in plan_warnings(plan, ctx))
     return "\n".join(lines)
