@@ -128,3 +128,19 @@ async def test_json_progress_events_off_a_terminal(capsys: pytest.CaptureFixture
     assert len(events) >= 4
     first, last = events[0], events[-1]
     assert (first["done"], last["done"], last["total"], last["requests"]) == (1, 3, 5, 2)
+
+
+def test_rollout_status_line() -> None:
+    """A staged rollout's stage, phase and gate go on the status line the display leaves for them."""
+    from bulkops.cli.display import rollout_line  # noqa: PLC0415 - beside the test that needs it
+    from bulkops.model import RolloutProgress  # noqa: PLC0415
+
+    assert rollout_line(RolloutProgress(1, 3, "writing", 5)) == "stage 1/3 · writing · 5 targets"
+    gating = RolloutProgress(2, 3, "gating", 71, gate_passed=40, gate_failed=2, gate_pending=29, failures=2,
+                             attempted=76, allowed=3)
+    assert rollout_line(gating) == ("stage 2/3 · gating · 71 targets · gate: 40 passed, 2 failed, 29"
+                                    " pending · failures 2 of 76 (tolerated 3)")
+    clock = Clock()
+    progress = RunProgress(AdaptiveLimiter(clock=clock), total=76, expected_requests=80, clock=clock)
+    progress.set_status(rollout_line(gating))
+    assert render_lines(progress.snapshot())[-1] == rollout_line(gating)
