@@ -29,7 +29,7 @@ if TYPE_CHECKING:
 
 __all__ = ["RESOURCE", "check_owners", "plan_items", "service_warnings"]
 
-RESOURCE = "device_service_environment_variable"
+RESOURCE = actions.SERVICE_VAR_RESOURCE
 INSTALL = actions.SERVICE_INSTALL
 CHUNK = 1000
 

@@ -32,6 +32,7 @@ REMOVALS = frozenset({ActionType.REMOVE_ENV, ActionType.REMOVE_CONFIG, ActionTyp
                       ActionType.REMOVE_SERVICE_ENV})
 SERVICE_VARS = frozenset({ActionType.SET_SERVICE_ENV, ActionType.REMOVE_SERVICE_ENV})
 SERVICE_INSTALL = "service_install"  # the owner field of a device service variable
+SERVICE_VAR_RESOURCE = "device_service_environment_variable"
 LABEL_FIELD = {"device": "uuid", "application": "slug"}
 FLEET_FIELD = {"device": "belongs_to__application", "application": "id"}
 
