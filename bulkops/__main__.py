@@ -1,5 +1,5 @@
 import sys
 
-from bulkops.cli.main import main
+from bulkops.cli.entry import main
 
 sys.exit(main())

@@ -32,6 +32,8 @@ class ActionType(StrEnum):
     MOVE = "move"  # devices to another fleet
     PIN = "pin"  # device pin / fleet target release
     UNPIN = "unpin"
+    SET_SERVICE_ENV = "set_service_env"  # device service variable (one device x one service)
+    REMOVE_SERVICE_ENV = "remove_service_env"
 
 
 @dataclass(frozen=True, slots=True)
@@ -43,6 +45,7 @@ class Action:
     fields: Mapping[str, JSONValue] = field(default_factory=dict)  # patch
     to_fleet: str | None = None  # move: fleet slug
     release: str | None = None  # pin: commit (or unique prefix) or semver
+    service: str | None = None  # set_service_env/remove_service_env: the service name, e.g. "main"
 
 
 @dataclass(frozen=True, slots=True)
@@ -61,6 +64,9 @@ class Target:
     filter: str | None = None  # OData as written in the job file; ANDed with the shorthands
     offline_for: timedelta | None = None  # cleanup shorthand, compiled at plan time
     expect: Expect = field(default_factory=Expect)
+    uuids: tuple[str, ...] = ()  # devices listed by uuid (``uuids`` or ``uuids_file``); ANDed with the rest
+    ids: tuple[int, ...] = ()  # rows listed by id
+    uuids_file: str = ""  # where ``uuids`` came from, as written in the job file
 
 
 @dataclass(frozen=True, slots=True)

@@ -3,6 +3,7 @@ and helpers that read the simulator's database and request log."""
 
 from __future__ import annotations
 
+import json
 import re
 from collections.abc import Iterator
 from pathlib import Path
@@ -67,3 +68,21 @@ def addressed_ids(url: str) -> set[int]:
     if m:
         out.add(int(m.group(1)))
     return out
+
+
+def human(stderr: str) -> str:
+    """The CLI's stderr as a terminal would show it: off a terminal each message is a JSON line
+    (``{"level": "error", "message": …}``); this renders them back to ``bulkops: error: …`` lines.
+    Other JSON lines (log events, progress) are dropped; text lines pass through."""
+    out: list[str] = []
+    for line in stderr.splitlines():
+        try:
+            doc = json.loads(line)
+        except ValueError:
+            out.append(line)
+            continue
+        if not isinstance(doc, dict) or "message" not in doc:
+            continue
+        prefix = "error: " if doc.get("level") == "error" else ""
+        out.append(f"bulkops: {prefix}{doc['message']}")
+    return "".join(f"{line}\n" for line in out)

@@ -27,7 +27,7 @@ from bulkops.errors import InputError, TransportError
 from bulkops.sim.server import SimConfig, SimServer
 from tests.api.test_hostile_server import ThreadServer
 from tests.apply.test_kill_resume import REPO, child_env, job_text
-from tests.conftest import start_sim
+from tests.conftest import human, start_sim
 
 TOKEN = "bo_SECRET_7f3a9c1e5d_token_value_0042"
 INSECURE = ("refusing to send the API token over plain http to 192.0.2.1: use an https:// API URL, or allow "
@@ -93,7 +93,7 @@ def test_token_in_no_stream_or_file_and_files_private(secret_sim: SimServer, tmp
     assert run("-vv", "plan", str(job), "-o", str(plan)).returncode == 0
     proc = run("-vv", "apply", str(plan), "--yes")
     assert proc.returncode == 0, proc.stderr[-2000:]
-    run_id = re.search(r"bulkops: run (\S+)", proc.stderr)
+    run_id = re.search(r"bulkops: run (\S+)", human(proc.stderr))
     assert run_id is not None
     assert '"event": "bulkops.client.request"' in proc.stderr or "bulkops.client.request" in proc.stderr
     assert run("-vv", "runs").returncode == 0
@@ -113,7 +113,7 @@ def test_token_in_no_stream_or_file_and_files_private(secret_sim: SimServer, tmp
     bad.write_bytes(orjson.dumps(data))
     failed = run("-vv", "apply", str(bad), "--yes")
     assert failed.returncode == 1 and "HTTP 500" in failed.stdout, failed.stdout
-    failed_id = re.search(r"bulkops: run (\S+)", failed.stderr)
+    failed_id = re.search(r"bulkops: run (\S+)", human(failed.stderr))
     assert failed_id is not None
     assert run("-vv", "report", failed_id[1], "--json", str(work / "f.json")).returncode == 0
     retry = run("-vv", "plan", "--retry-failed", failed_id[1], "-o", str(work / "retry.json"))
@@ -193,7 +193,7 @@ def test_plain_http_refused_off_loopback_before_any_connection(tmp_path: Path) -
         text=True, timeout=30, check=False,
     )
     assert time.monotonic() - started < 10
-    assert proc.returncode == 2 and proc.stderr == f"bulkops: error: {INSECURE}\n"
+    assert proc.returncode == 2 and human(proc.stderr) == f"bulkops: error: {INSECURE}\n"
 
 
 def _self_signed(tmp_path: Path) -> tuple[Path, Path]:
@@ -275,7 +275,7 @@ def test_redirect_to_another_host_is_not_followed(tmp_path: Path) -> None:
         source.stop()
         target.stop()
     assert proc.returncode == 4
-    assert proc.stderr.startswith(f"bulkops: error: GET {source.url}/v7/application")
+    assert human(proc.stderr).startswith(f"bulkops: error: GET {source.url}/v7/application")
     assert "HTTP 302: unexpected answer: a redirect, not followed (the token is only ever sent to the " \
            "configured API URL; check --api-url)" in proc.stderr
     assert "HTTP 307: unexpected answer: a redirect, not followed" in str(caught.value)
@@ -299,7 +299,7 @@ def test_files_replacing_readable_ones_become_private(secret_sim: SimServer, tmp
     assert run("plan", str(job), "-o", str(plan)).returncode == 0
     proc = run("apply", str(plan), "--yes")
     assert proc.returncode == 0, proc.stderr
-    run_id = re.search(r"bulkops: run (\S+)", proc.stderr)
+    run_id = re.search(r"bulkops: run (\S+)", human(proc.stderr))
     assert run_id is not None
     assert run("report", run_id[1], "--csv", str(report)).returncode == 0
     assert _mode(plan) == 0o600 and _mode(report) == 0o600

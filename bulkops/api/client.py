@@ -29,7 +29,6 @@ from typing import Any, Final, Self, TypeGuard
 
 import aiohttp
 import orjson
-import structlog
 import yarl
 
 from bulkops.api.answers import (
@@ -53,11 +52,12 @@ from bulkops.errors import (
     RateLimitedError,
     RetryAfterTooLongError,
 )
+from bulkops.log import get_logger
 from bulkops.odata.ast import BinOp, Node, Op, and_, lit, path
 
 __all__ = ["Client", "ClientStats"]
 
-log = structlog.get_logger("bulkops.client")
+log = get_logger("bulkops.client")
 
 MAX_BODY: Final = 64 * 1024 * 1024  # bytes of one answer read at most
 BACKOFF_BASE: Final = 0.25

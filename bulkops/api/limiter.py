@@ -48,14 +48,15 @@ from dataclasses import dataclass
 from typing import Final
 
 import anyio
-import structlog
+
+from bulkops.log import get_logger
 
 from bulkops.api.answers import retry_after_seconds  # re-exported: where callers have found it
 from bulkops.api.waiters import Waiters
 
 __all__ = ["AdaptiveLimiter", "LimiterStats", "Ticket", "WaitTooLong", "retry_after_seconds"]
 
-log = structlog.get_logger("bulkops.limiter")
+log = get_logger("bulkops.limiter")
 
 ZERO_PAUSE_MIN: Final = 0.1  # Retry-After 0: the reset is under 0.5 s away; wait at least this …
 ZERO_PAUSE_DEFAULT: Final = 0.3  # … this long when nothing better is known …

@@ -37,7 +37,7 @@ from bulkops.odata.ast import (
     or_,
 )
 from bulkops.odata.parser import parse
-from bulkops.v7 import FieldType
+from bulkops.v7 import FieldType, actions
 
 
 class Uncomparable(ValueError):
@@ -132,7 +132,12 @@ class Selection:
             return self.tree
         taken = _bound_vars(self.tree)
         var = next(v for v in ("o", *(f"o{n}" for n in range(1, len(taken) + 2))) if v not in taken)
-        return Lambda(Path((self.resource,)), "any", var, _prefixed(self.tree, var, frozenset()))
+        owner = Lambda(Path((self.resource,)), "any", var, _prefixed(self.tree, var, frozenset()))
+        if written == actions.SERVICE_VAR_RESOURCE:  # v7: its owner is a service install of the device
+            si = next(v for v in ("si", *(f"si{n}" for n in range(1, len(taken) + 2))) if v not in taken)
+            inner = Lambda(Path((si, self.resource)), "any", var, owner.body)
+            return Lambda(Path((actions.SERVICE_INSTALL,)), "any", si, inner)
+        return owner
 
     def conjuncts(self) -> list[Node]:
         """The selection's top-level ``and`` terms, in order (``belongs_to__application in (2)``,

@@ -18,7 +18,6 @@ from collections.abc import Awaitable, Callable, Collection, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 import anyio
-import structlog
 from anyio.streams.memory import MemoryObjectReceiveStream
 
 from bulkops.api import readback
@@ -38,6 +37,7 @@ from bulkops.errors import (
     TransportError,
 )
 from bulkops.journal.journal import DONE, SENT, Journal, Outcomes
+from bulkops.log import get_logger
 from bulkops.model import ChangeKind, Outcome, Plan, PlanItem, Progress, RunState, RunSummary
 from bulkops.odata.ast import Node, and_, eq
 from bulkops.odata.render import render
@@ -48,7 +48,7 @@ if TYPE_CHECKING:
 
 from bulkops.apply.summary import summarize
 
-log = structlog.get_logger("bulkops.apply")
+log = get_logger("bulkops.apply")
 FATAL = (AuthError, RetryAfterTooLongError, JournalError)
 ProgressCallback = Callable[[Progress], None]
 RecordCallback = Callable[[Sequence[Outcomes]], None]  # every batch of outcomes, as it is journaled

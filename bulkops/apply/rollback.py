@@ -12,13 +12,12 @@ from collections.abc import Callable
 from datetime import datetime
 from typing import TYPE_CHECKING
 
-import structlog
-
 from bulkops.apply.engine import RunControl, apply_plan
 from bulkops.errors import GuardError
 from bulkops.journal.gates import EventKind, GateStore
 from bulkops.journal.journal import Journal
 from bulkops.journal.runs import PLAN_FILE, run_dir
+from bulkops.log import get_logger
 from bulkops.model import ChangeKind, Outcome, Plan, RunState
 from bulkops.plan.allowlist import check_plan_fleets
 from bulkops.plan.file import read_plan
@@ -28,7 +27,7 @@ from bulkops.plan.undo import make_undo_plan
 if TYPE_CHECKING:
     from bulkops.api.client import Client
 
-log = structlog.get_logger("bulkops.rollout")
+log = get_logger("bulkops.rollout")
 
 
 async def undo_rollout(

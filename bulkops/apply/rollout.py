@@ -21,7 +21,6 @@ from datetime import datetime, timedelta
 from typing import TYPE_CHECKING
 
 import anyio
-import structlog
 
 from bulkops.apply import gate
 from bulkops.apply.engine import FATAL, ProgressCallback, RunControl, apply_plan
@@ -31,6 +30,7 @@ from bulkops.apply.tally import Clock, SystemClock, Tally
 from bulkops.errors import AuthError, RemoteError, RetryAfterTooLongError
 from bulkops.journal.gates import EventKind, GateStore, Phase, Verdict, parse_stamp
 from bulkops.journal.journal import Journal, Outcomes
+from bulkops.log import get_logger
 from bulkops.model import Approve, OnAbort, Outcome, Plan, RolloutProgress, RunState, RunSummary
 from bulkops.plan.guards import noun
 
@@ -39,7 +39,7 @@ if TYPE_CHECKING:
 
 __all__ = ["Clock", "SystemClock", "apply_rollout"]
 
-log = structlog.get_logger("bulkops.rollout")
+log = get_logger("bulkops.rollout")
 RATE_STAGE = 60.0  # seconds: a stage of the rate form is one minute of targets
 RolloutCallback = Callable[[RolloutProgress], None]
 

@@ -10,6 +10,7 @@ from contextlib import asynccontextmanager
 from pathlib import Path
 
 import anyio
+import structlog
 
 from bulkops.api.client import Client
 from bulkops.api.limiter import AdaptiveLimiter
@@ -55,19 +56,21 @@ async def run_plan(
     notify: Callable[[str], None] | None = None, on_rollout: RolloutCallback | None = None,
 ) -> RunSummary:
     """``apply_plan`` with SIGINT/SIGTERM turned into a clean stop (second signal: stop at once); a
-    rollout plan goes through ``apply_rollout``, stage by stage, its steps told through ``notify``."""
+    rollout plan goes through ``apply_rollout``, stage by stage, its steps told through ``notify``. Every
+    log event inside the run carries ``run_id`` and ``job`` (structlog context variables)."""
     control = control or RunControl()
     say = notify or (lambda msg: print(f"\nbulkops: {msg}", file=sys.stderr))
-    async with anyio.create_task_group() as tg:
-        if handle_signals:
-            tg.start_soon(_watch_signals, control, say)
-        if plan.rollout is not None:
-            summary = await apply_rollout(
-                plan, client, journal, new_run=new_run, on_progress=on_progress, on_rollout=on_rollout,
-                control=control, notify=notify or (lambda msg: print(f"bulkops: {msg}", file=sys.stderr)))
-        else:
-            summary = await apply_plan(plan, client, journal, on_progress=on_progress, control=control)
-        tg.cancel_scope.cancel()
+    with structlog.contextvars.bound_contextvars(run_id=journal.run_id, job=plan.job_name):
+        async with anyio.create_task_group() as tg:
+            if handle_signals:
+                tg.start_soon(_watch_signals, control, say)
+            if plan.rollout is not None:
+                summary = await apply_rollout(
+                    plan, client, journal, new_run=new_run, on_progress=on_progress, on_rollout=on_rollout,
+                    control=control, notify=notify or (lambda msg: print(f"bulkops: {msg}", file=sys.stderr)))
+            else:
+                summary = await apply_plan(plan, client, journal, on_progress=on_progress, control=control)
+            tg.cancel_scope.cancel()
     return summary
 
 

@@ -5,27 +5,30 @@ from __future__ import annotations
 import argparse
 import sys
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 from typing import Any
 
 import anyio
 
 from bulkops.api.limiter import AdaptiveLimiter
-from bulkops.apply.runner import load_run, new_run, open_client, run_plan
+from bulkops.apply.runner import load_run, new_run, run_plan
+from bulkops.cli import flows, output, session
 from bulkops.cli import rollout as rollout_cli
-from bulkops.cli.progress import ProgressLine
+from bulkops.cli.display import estimate_requests, progress_display, rollout_line
+from bulkops.cli.prompt import ask
 from bulkops.config import load_settings
 from bulkops.errors import ExitCode, GuardError, InputError
-from bulkops.job.load import read_job
+from bulkops.job.load import LoadedJob, read_job
 from bulkops.journal import report, runs
 from bulkops.journal.journal import DONE, Journal, list_runs
 from bulkops.journal.runs import PLAN_FILE
-from bulkops.model import ChangeKind, Job, Outcome, Plan, RunState, RunSummary
+from bulkops.model import ChangeKind, Outcome, Plan, RunState, RunSummary
 from bulkops.plan.allowlist import check_plan_fleets
-from bulkops.plan.file import read_plan, write_plan
+from bulkops.plan.context import PlanContext
+from bulkops.plan.export import csv_chunks
+from bulkops.plan.file import plan_chunks, read_plan
 from bulkops.plan.guards import check_apply
-from bulkops.plan.make import make_plan
-from bulkops.plan.preview import preview_json, preview_text, to_json_bytes
 from bulkops.plan.retry import retry_plan
 from bulkops.plan.undo import make_undo_plan
 
@@ -41,7 +44,8 @@ class Endpoint:
 
 
 def endpoint(args: argparse.Namespace) -> Endpoint:
-    settings = load_settings(api_url=args.api_url, allow_insecure_http=args.allow_insecure_http)
+    settings = load_settings(api_url=args.api_url, allow_insecure_http=args.allow_insecure_http,
+                             token_path=getattr(args, "token_file", None))
     return Endpoint(settings.api_url, settings.token, args.allow_insecure_http)
 
 
@@ -72,12 +76,13 @@ def confirm(plan: Plan, *, yes: bool, stdin_tty: bool | None = None) -> None:
         return
     if not tty:
         raise GuardError(f"no terminal to confirm {active} changes: pass --yes to apply them without asking")
+    head = flows.confirm_head(plan)
     if destructive and active > plan.options.confirm_threshold:
-        answer = input(f"This deletes rows of {active} targets. Type {active} to go on: ")
+        answer = ask(f"{head}\nThis deletes rows of {active} targets. Type {active} to go on: ")
         if answer.strip() != str(active):
             raise GuardError("the typed count did not match: nothing was applied")
         return
-    answer = input(f"Apply {active} changes? [y/N] ")
+    answer = ask(f"{head}\nApply these {active} changes? [y/N] ")
     if answer.strip().lower() not in {"y", "yes"}:
         raise GuardError("not confirmed: nothing was applied")
 
@@ -90,9 +95,7 @@ def plan_output(args: argparse.Namespace, name: str) -> Path:
     return Path(args.output) if getattr(args, "output", None) else Path(f"{name}.plan.json")
 
 
-def _out(text: str) -> None:
-    sys.stdout.write(text if text.endswith("\n") else text + "\n")
-    sys.stdout.flush()
+_out = output.out
 
 
 def cmd_validate(args: argparse.Namespace) -> int:
@@ -104,24 +107,10 @@ def cmd_validate(args: argparse.Namespace) -> int:
     return int(ExitCode.OK)
 
 
-async def _plan(job: Job, ep: Endpoint) -> Plan:
-    insecure = ep.allow_insecure_http
-    async with open_client(ep.api_url, ep.token, job.options, allow_insecure_http=insecure) as client:
-        return await make_plan(job, client, api_url=ep.api_url)
-
-
-def _show_preview(plan: Plan, notes: tuple[str, ...], as_json: bool) -> None:
-    if as_json:
-        _out(to_json_bytes(preview_json(plan, notes)).decode())
-    else:
-        _out(preview_text(plan, notes))
-
-
 async def _retry(directory: Path, ep: Endpoint) -> Plan:
     plan, journal = load_run(directory)
     try:
-        insecure = ep.allow_insecure_http
-        async with open_client(ep.api_url, ep.token, plan.options, allow_insecure_http=insecure) as client:
+        async with flows.cli_client(ep, plan.options) as client:
             return await retry_plan(plan, journal, client)
     finally:
         journal.close()
@@ -130,11 +119,35 @@ async def _retry(directory: Path, ep: Endpoint) -> Plan:
 async def _undo(directory: Path, ep: Endpoint) -> Plan:
     plan, journal = load_run(directory)
     try:
-        insecure = ep.allow_insecure_http
-        async with open_client(ep.api_url, ep.token, plan.options, allow_insecure_http=insecure) as client:
+        async with flows.cli_client(ep, plan.options) as client:
             return await make_undo_plan(plan, journal, client)
     finally:
         journal.close()
+
+
+def _write_outputs(args: argparse.Namespace, plan: Plan, ctx: PlanContext, out: Path | str) -> None:
+    """The plan file (or stdout for ``-o -``), the CSV of every target (``--csv FILE|-``)."""
+    where = output.write_file(out, plan_chunks(plan))
+    if getattr(args, "csv", None):
+        csv_where = output.write_file(args.csv, csv_chunks(plan, ctx))
+        output.note("bulkops.plan.csv_written", f"wrote every target to {csv_where}", path=csv_where,
+                    targets=len(plan.items))
+    if where != "stdout":
+        output.note("bulkops.plan.written", f"plan written to {where} (apply it with `bulkops apply "
+                    f"{where}`)", path=where, plan_id=plan.plan_id)
+
+
+def _planned(args: argparse.Namespace, loaded: LoadedJob, ep: Endpoint) -> tuple[Plan, PlanContext]:
+    every_row = bool(getattr(args, "csv", None))
+    plan, ctx = run_async(partial(flows.plan_with_context, loaded.job, ep, every_row=every_row))
+    return plan, ctx
+
+
+def _pending_exit(args: argparse.Namespace, plan: Plan) -> int:
+    """``--detailed-exitcode``: 2 when the plan has changes to apply, 0 when it has none."""
+    if getattr(args, "detailed_exitcode", False):
+        return 2 if any(it.kind is not ChangeKind.NOOP for it in plan.items) else int(ExitCode.OK)
+    return int(ExitCode.OK)
 
 
 def cmd_undo(args: argparse.Namespace) -> int:
@@ -143,41 +156,47 @@ def cmd_undo(args: argparse.Namespace) -> int:
     original = read_plan(directory / PLAN_FILE)
     if original.api_url.rstrip("/") != ep.api_url.rstrip("/"):
         raise GuardError(f"the run was made against {original.api_url}, not {ep.api_url}")
+    taken = flows.stdout_users(args)
     plan = run_async(_undo, directory, ep)
-    out = Path(args.output) if args.output else Path(f"{plan.job_name}.plan.json")
-    write_plan(plan, out)
-    _show_preview(plan, (), args.json)
-    print(f"bulkops: undo plan written to {out} (apply it with `bulkops apply {out}`)", file=sys.stderr)
+    ctx = run_async(partial(flows.context_of, plan, ep))
+    out = args.output or f"{plan.job_name}.plan.json"
+    flows.show_preview(plan, (), ctx, as_json=args.json, stdout_taken="-o -" in taken)
+    where = output.write_file(out, plan_chunks(plan))
+    if where != "stdout":
+        output.note("bulkops.undo.written", f"undo plan written to {where} (apply it with `bulkops apply "
+                    f"{where}`)", path=where, plan_id=plan.plan_id)
     return int(ExitCode.OK)
 
 
 def cmd_plan(args: argparse.Namespace) -> int:
+    taken = flows.stdout_users(args)
     if args.retry_failed:
         if args.job:
             raise InputError("give a job file or --retry-failed RUN, not both")
         directory = runs.run_dir(args.retry_failed)
-        plan = run_async(_retry, directory, endpoint(args))
-        out = Path(args.output) if args.output else Path(f"{plan.job_name}.retry.plan.json")
-        write_plan(plan, out)
-        _show_preview(plan, (), args.json)
-        print(f"bulkops: plan written to {out} (apply it with `bulkops apply {out}`)", file=sys.stderr)
-        return int(ExitCode.OK)
+        ep = endpoint(args)
+        plan = run_async(_retry, directory, ep)
+        ctx = run_async(partial(flows.context_of, plan, ep, every_row=bool(args.csv)))
+        flows.show_preview(plan, (), ctx, as_json=args.json, stdout_taken=bool(taken) and not args.json)
+        _write_outputs(args, plan, ctx, args.output or f"{plan.job_name}.retry.plan.json")
+        return _pending_exit(args, plan)
     if not args.job:
         raise InputError("give a job file (or --retry-failed RUN)")
-    loaded = read_job(args.job)
-    plan = run_async(_plan, loaded.job, endpoint(args))
-    out = plan_output(args, loaded.job.name)
-    write_plan(plan, out)
-    _show_preview(plan, loaded.notes, args.json)
-    print(f"bulkops: plan written to {out} (apply it with `bulkops apply {out}`)", file=sys.stderr)
-    return int(ExitCode.OK)
+    return plan_loaded(args, read_job(args.job))
+
+
+def plan_loaded(args: argparse.Namespace, loaded: LoadedJob) -> int:
+    """``plan`` of a job already read (a job file, or a one-liner's job built in memory)."""
+    taken = flows.stdout_users(args)
+    plan, ctx = _planned(args, loaded, endpoint(args))
+    flows.show_preview(plan, loaded.notes, ctx, as_json=args.json, stdout_taken=bool(taken) and not args.json)
+    _write_outputs(args, plan, ctx, args.output or plan_output(args, loaded.job.name))
+    return _pending_exit(args, plan)
 
 
 async def _apply(plan: Plan, ep: Endpoint, run_dir: Path | None) -> RunSummary:
     limiter = AdaptiveLimiter(max_concurrency=plan.options.max_concurrency)
-    progress = ProgressLine(limiter)
-    async with open_client(ep.api_url, ep.token, plan.options, allow_insecure_http=ep.allow_insecure_http,
-                           limiter=limiter) as client:
+    async with flows.cli_client(ep, plan.options, limiter=limiter) as client:
         if run_dir is None:
             await check_plan_fleets(plan, client)
             journal = new_run(plan)
@@ -189,26 +208,43 @@ async def _apply(plan: Plan, ep: Endpoint, run_dir: Path | None) -> RunSummary:
                 journal.close()
                 raise
         try:
-            print(f"bulkops: run {journal.run_id}", file=sys.stderr)
-            return await run_plan(plan, client, journal, on_progress=progress)
+            session.started_run(journal.run_id)
+            output.note("bulkops.run.started", f"run {journal.run_id}", run_id=journal.run_id)
+            states = journal.states()
+            pending = [plan.items[i] for i, state in states.items() if state != DONE]
+            expected = estimate_requests(pending, plan.options.batch_size)
+            async with progress_display(limiter, total=len(plan.items), expected_requests=expected,
+                                        done=len(plan.items) - len(pending)) as (progress, notify):
+                return await run_plan(plan, client, journal, on_progress=progress, notify=notify,
+                                      on_rollout=lambda r: progress.set_status(rollout_line(r)))
         finally:
             journal.close()
 
 
-def _finish(summary: RunSummary) -> int:
+def _finish(summary: RunSummary, *, as_json: bool = False, preview: dict[str, object] | None = None,
+            plan_requests: int = 0) -> int:
     journal_dir = runs.run_dir(summary.run_id)
     journal = Journal.open(journal_dir)
+    code = exit_code(summary)
     try:
-        _out(report.summary_text(journal))
+        if as_json:
+            doc = flows.summary_json(journal, summary, plan_requests=plan_requests, code=int(code))
+            _out(flows.to_json_bytes({"plan": preview, "run": doc} if preview is not None
+                                     else {"run": doc}).decode())
+        else:
+            _out(report.summary_text(journal))
     finally:
         journal.close()
-    print(f"bulkops: {summary.requests} requests sent ({summary.throttled} throttled) "
-          f"in {summary.elapsed:.2f}s", file=sys.stderr)
-    code = exit_code(summary)
+    total = summary.requests + plan_requests
+    split = f": {plan_requests} to plan, {summary.requests} to apply" if plan_requests else ""
+    output.note("bulkops.run.requests", f"{total} requests sent ({summary.throttled} throttled) in "
+                f"{session.elapsed():.2f}s{split}", requests=total, plan_requests=plan_requests,
+                apply_requests=summary.requests, throttled=summary.throttled, run_id=summary.run_id)
     if summary.state in {RunState.INTERRUPTED, RunState.STOPPED}:
         if summary.message and summary.state is RunState.STOPPED:
-            print(f"bulkops: run stopped: {summary.message}", file=sys.stderr)
-        print(f"bulkops: continue with `bulkops resume {summary.run_id}`", file=sys.stderr)
+            output.warn("bulkops.run.stopped", f"run stopped: {summary.message}", run_id=summary.run_id)
+        output.note("bulkops.run.resume", f"continue with `bulkops resume {summary.run_id}`",
+                    run_id=summary.run_id)
     rollout_cli.after_run(summary)
     return int(code)
 
@@ -218,20 +254,30 @@ def cmd_apply(args: argparse.Namespace) -> int:
     ep = endpoint(args)
     check_apply(plan, api_url=ep.api_url, force=args.force)
     confirm(plan, yes=args.yes)
-    return _finish(run_async(_apply, plan, ep, None))
+    return _finish(run_async(_apply, plan, ep, None), as_json=getattr(args, "json", False))
 
 
 def cmd_run(args: argparse.Namespace) -> int:
-    loaded = read_job(args.job)
+    return run_loaded(args, read_job(args.job))
+
+
+def run_loaded(args: argparse.Namespace, loaded: LoadedJob) -> int:
+    """``run`` of a job already read (a job file, or a one-liner's job built in memory)."""
     ep = endpoint(args)
-    plan = run_async(_plan, loaded.job, ep)
-    _show_preview(plan, loaded.notes, args.json)
+    plan, ctx = _planned(args, loaded, ep)
+    planning = session.requests_sent()
+    if not args.json:
+        flows.show_preview(plan, loaded.notes, ctx, as_json=False)
+    preview = flows.preview_json(plan, loaded.notes, ctx) if args.json else None
     if all(it.kind is ChangeKind.NOOP for it in plan.items):
-        print("bulkops: nothing to apply; no run was started", file=sys.stderr)
+        if args.json:
+            _out(flows.to_json_bytes({"plan": preview, "run": None}).decode())
+        output.note("bulkops.run.nothing", "nothing to apply; no run was started", plan_requests=planning)
         return int(ExitCode.OK)
     check_apply(plan, api_url=ep.api_url)
     confirm(plan, yes=args.yes)
-    return _finish(run_async(_apply, plan, ep, None))
+    return _finish(run_async(_apply, plan, ep, None), as_json=args.json, preview=preview,
+                   plan_requests=planning)
 
 
 def cmd_resume(args: argparse.Namespace) -> int:
@@ -246,12 +292,18 @@ def cmd_resume(args: argparse.Namespace) -> int:
     ep = endpoint(args)
     if plan.api_url.rstrip("/") != ep.api_url.rstrip("/"):
         raise GuardError(f"the run was made against {plan.api_url}, not {ep.api_url}")
-    print(f"bulkops: resuming run {directory.name}: {pending} items left", file=sys.stderr)
+    output.note("bulkops.run.resuming", f"resuming run {directory.name}: {pending} items left",
+                run_id=directory.name, pending=pending)
     return _finish(run_async(_apply, plan, ep, directory))
 
 
 def cmd_runs(args: argparse.Namespace) -> int:
     found = list_runs()
+    if getattr(args, "json", False):
+        _out(flows.to_json_bytes({"runs_dir": str(runs.runs_dir()), "runs": [
+            {"run_id": r.run_id, "state": r.state, "total": r.total, "counts": dict(r.counts),
+             "job": r.job_name, "action": r.action} for r in found]}).decode())
+        return int(ExitCode.OK)
     if not found:
         _out(f"no runs in {runs.runs_dir()}")
         return int(ExitCode.OK)
@@ -265,15 +317,20 @@ def cmd_runs(args: argparse.Namespace) -> int:
 
 
 def cmd_report(args: argparse.Namespace) -> int:
+    if args.csv == output.STDOUT and args.json == output.STDOUT:
+        raise InputError("only one of --json and --csv - can write to stdout: give --json a file name")
     journal = Journal.open(runs.run_dir(args.run))
     try:
-        _out(report.summary_text(journal))
+        if output.STDOUT not in (args.csv, args.json):
+            _out(report.summary_text(journal))
         if args.csv:
-            report.write_csv(journal, args.csv)
-            print(f"bulkops: wrote {args.csv}", file=sys.stderr)
+            where = output.write_file(args.csv, report.csv_text(journal).encode())
+            if where != "stdout":
+                output.note("bulkops.report.written", f"wrote {where}", path=where)
         if args.json:
-            report.write_json(journal, args.json)
-            print(f"bulkops: wrote {args.json}", file=sys.stderr)
+            where = output.write_file(args.json, flows.report_document(journal))
+            if where != "stdout":
+                output.note("bulkops.report.written", f"wrote {where}", path=where)
     finally:
         journal.close()
     return int(ExitCode.OK)

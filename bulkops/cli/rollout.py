@@ -9,11 +9,11 @@ rule), 0 done.
 from __future__ import annotations
 
 import argparse
-import sys
 from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any
 
+from bulkops.cli import output
 from bulkops.errors import ExitCode, InputError, JournalError
 from bulkops.journal import runs
 from bulkops.journal.gates import GateStore, Phase
@@ -68,8 +68,9 @@ def cmd_approve(args: argparse.Namespace, *, resume: Handler) -> int:
             store.close()
     finally:
         journal.close()
-    print(f"bulkops: run {directory.name}: stage {waiting[0]} of {waiting[1]} approved; the rollout goes on",
-          file=sys.stderr)
+    output.note("bulkops.rollout.approved",
+                f"run {directory.name}: stage {waiting[0]} of {waiting[1]} approved; the rollout goes on",
+                run_id=directory.name, stage=waiting[0])
     return resume(args)
 
 
@@ -82,8 +83,9 @@ def before_resume(directory: Any) -> int | None:
         journal.close()
     if waiting is None:
         return None
-    print(f"bulkops: run {journal.run_id} is awaiting approval after stage {waiting[0]} of {waiting[1]}: "
-          f"`bulkops approve {journal.run_id}` starts the next stage", file=sys.stderr)
+    output.note("bulkops.rollout.awaiting_approval",
+                f"run {journal.run_id} is awaiting approval after stage {waiting[0]} of {waiting[1]}: "
+                f"`bulkops approve {journal.run_id}` starts the next stage", run_id=journal.run_id)
     return int(ExitCode.AWAITING_APPROVAL)
 
 
@@ -115,4 +117,4 @@ def exit_code(summary: RunSummary) -> ExitCode | None:
 def after_run(summary: RunSummary) -> None:
     """The line that tells what to do next after a rollout stopped for a reason of its own."""
     if summary.state in {RunState.AWAITING_APPROVAL, RunState.PAUSED, RunState.ABORTED}:
-        print(f"bulkops: {summary.message}", file=sys.stderr)
+        output.note("bulkops.rollout.next", summary.message, run_id=summary.run_id, state=summary.state.value)

@@ -20,7 +20,7 @@ import structlog
 
 from bulkops import log
 from bulkops.apply.engine import RunControl
-from bulkops.cli import commands
+from bulkops.cli import commands, output
 from bulkops.errors import ExitCode, InputError
 from bulkops.job.load import read_job
 from bulkops.journal import report, runs
@@ -46,7 +46,7 @@ EXIT = {
 
 
 def _say(text: str) -> None:
-    print(f"bulkops: {text}", file=sys.stderr)
+    output.note("bulkops.schedule.message", text)  # text on a terminal, a JSON line otherwise
 
 
 def _events(verbosity: int) -> None:

@@ -13,7 +13,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from bulkops import v7
-from bulkops.job.fields import Where, accepted_hint, check_keys, check_slug, describe, get_str
+from bulkops.job.fields import Where, accepted_hint, check_keys, check_slug, describe, found_hint, get_str
 from bulkops.job.patch import parse_patch
 from bulkops.model import Action, ActionType
 
@@ -31,13 +31,16 @@ ACTION_KEYS: dict[ActionType, tuple[str, ...]] = {
     T.MOVE: ("to_fleet",),
     T.PIN: ("release",),
     T.UNPIN: (),
+    T.SET_SERVICE_ENV: ("service", "name", "value"),
+    T.REMOVE_SERVICE_ENV: ("service", "name"),
 }
 """The keys each action type takes besides ``type``; a key of another type is refused."""
 
-DEVICE_ONLY = frozenset({T.MOVE, T.UNPIN})
+DEVICE_ONLY = frozenset({T.MOVE, T.UNPIN, T.SET_SERVICE_ENV, T.REMOVE_SERVICE_ENV})
 CONFIG_PREFIXES = ("BALENA_", "RESIN_")
 ROUTED = {T.SET_ENV: T.SET_CONFIG, T.REMOVE_ENV: T.REMOVE_CONFIG}
 MAX_VAR_NAME = 255
+MAX_SERVICE_NAME = 63  # service.service_name is Short Text of 1-63 characters
 
 SEMVER = re.compile(r"\d{1,9}\.\d{1,9}\.\d{1,9}(?:-[0-9A-Za-z.-]{1,100})?(?:\+[0-9A-Za-z.-]{1,50})?")
 COMMIT = re.compile(r"[0-9a-f]{7,40}")
@@ -96,7 +99,8 @@ def _raw_token(source: str, value: object) -> str:
 def _string_value(where: Where, table: Mapping[str, Any], what: str, source: str) -> str:
     value = table.get("value")
     if value is None:
-        raise where.error("value", f"missing required key 'value' {where.place()}")
+        hint = found_hint(table, "value")
+        raise where.error("value", f"missing required key 'value' {where.place()}{hint}")
     if isinstance(value, str):
         return value
     hint = ""
@@ -169,6 +173,34 @@ def _var_action(
     return Action(kind, name=name, value=value), tuple(notes)
 
 
+def _service_var_action(where: Where, table: Mapping[str, Any], kind: ActionType, source: str) -> Action:
+    """A device service variable: env var rules (no BALENA_/RESIN_ routing: a service has no config
+    variables), and the service by its name in the device's fleet."""
+    service = get_str(where, table, "service", required=True)
+    assert service is not None
+    if not 0 < len(service) <= MAX_SERVICE_NAME or any(c.isspace() or not c.isprintable() for c in service):
+        raise where.error(
+            "service", f"expected a service name of 1-{MAX_SERVICE_NAME} characters without spaces, as in "
+            f"the fleet's docker-compose.yml (e.g. \"main\"), got {describe(service)}")
+    name = get_str(where, table, "name", required=True)
+    assert name is not None
+    if name.startswith(CONFIG_PREFIXES):
+        raise where.error(
+            "name", f"invalid env var name {name!r}: Environment variables beginning with "
+            f"{', '.join(v7.RESERVED_VAR_PREFIXES)} are reserved. (a service has no config variables: "
+            'set BALENA_/RESIN_ names on the device with type = "set_config")')
+    problem = _name_problem(name, False)
+    if problem:
+        raise where.error("name", problem)
+    value = None
+    if kind is T.SET_SERVICE_ENV:
+        value = _string_value(where, table, "env var", source)
+        problem = _value_problem(value, "device_service_environment_variable")
+        if problem:
+            raise where.error("value", problem)
+    return Action(kind, name=name, value=value, service=service)
+
+
 def _tag_action(
     where: Where, table: Mapping[str, Any], kind: ActionType, resource: str, source: str
 ) -> Action:
@@ -208,6 +240,8 @@ def parse_action(
         action, notes = _var_action(where, table, kind, resource, source)
     elif kind in (T.SET_TAG, T.REMOVE_TAG):
         action = _tag_action(where, table, kind, resource, source)
+    elif kind in (T.SET_SERVICE_ENV, T.REMOVE_SERVICE_ENV):
+        action = _service_var_action(where, table, kind, source)
     elif kind is T.PATCH:
         action = Action(kind, fields=parse_patch(where, table, resource))
     elif kind is T.MOVE:

@@ -91,6 +91,12 @@ def check_keys(where: Where, table: Mapping[str, Any], accepted: Sequence[str], 
             raise where.error(name, f"unknown key {name!r} {where.place()}{hint}")
 
 
+def found_hint(table: Mapping[str, Any], name: str) -> str:
+    """``"; found 'tpye' — did you mean 'type'?"`` when a key of ``table`` looks like the missing ``name``."""
+    found = difflib.get_close_matches(name, [k for k in table if isinstance(k, str)], n=1, cutoff=0.6)
+    return f"; found {found[0]!r} — did you mean {name!r}?" if found else ""
+
+
 def _expected(where: Where, name: str, wanted: str, value: object) -> JobFileError:
     return where.error(name, f"expected {wanted}, got {describe(value)}")
 
@@ -99,7 +105,7 @@ def get_table(where: Where, table: Mapping[str, Any], name: str, *, required: bo
     value = table.get(name)
     if value is None:
         if required:
-            raise where.error(name, f"missing required table [{where.key(name)}]")
+            raise where.error(name, f"missing required table [{where.key(name)}]{found_hint(table, name)}")
         return None
     if not isinstance(value, dict):
         raise _expected(where, name, "a table", value)
@@ -110,7 +116,7 @@ def get_str(where: Where, table: Mapping[str, Any], name: str, *, required: bool
     value = table.get(name)
     if value is None:
         if required:
-            raise where.error(name, f"missing required key {name!r} {where.place()}")
+            raise where.error(name, f"missing required key {name!r} {where.place()}{found_hint(table, name)}")
         return None
     if not isinstance(value, str):
         raise _expected(where, name, "a string", value)

@@ -55,6 +55,34 @@ class LoadedJob:
     notes: tuple[str, ...] = ()
 
 
+_DELIMITERS = " \t,]}#="
+_KEY_BEFORE = re.compile(r"""([A-Za-z0-9_.-]+|"[^"\\]*")[ \t]*=[ \t]*$""")
+
+
+def quote_hint(text: str, line: int, column: int) -> str:
+    """``'; quote it: value = "0123"'`` when the syntax error at ``line``:``column`` is a bare word that
+    is no TOML value (``value = no``, ``value = 0123``, ``fields = { note = hello }``), else ``""``."""
+    lines = text.splitlines()
+    if not 0 < line <= len(lines):
+        return ""
+    src = lines[line - 1]
+    at = min(max(column - 1, 0), len(src))
+    start, end = at, at
+    while start > 0 and src[start - 1] not in _DELIMITERS:
+        start -= 1
+    while end < len(src) and src[end] not in _DELIMITERS:
+        end += 1
+    token, key = src[start:end], _KEY_BEFORE.search(src[:start])
+    if not token or key is None or token[0] in "\"'[{":
+        return ""
+    try:
+        tomllib.loads(f"v = {token}")
+    except (tomllib.TOMLDecodeError, ValueError):
+        shown = token.replace("\\", "\\\\").replace('"', '\\"')
+        return f'; quote it: {key.group(1)} = "{shown}"'
+    return ""
+
+
 def _toml(text: str, path: str) -> dict[str, Any]:
     try:
         return tomllib.loads(text)
@@ -62,7 +90,8 @@ def _toml(text: str, path: str) -> dict[str, Any]:
         message = str(exc)
         m = re.fullmatch(r"(.*) \(at line (\d+), column (\d+)\)", message, flags=re.DOTALL)
         if m:
-            message = f"TOML syntax error at line {m.group(2)}, column {m.group(3)}: {m.group(1)}"
+            hint = quote_hint(text, int(m.group(2)), int(m.group(3)))
+            message = f"TOML syntax error at line {m.group(2)}, column {m.group(3)}: {m.group(1)}{hint}"
         elif message.endswith("(at end of document)"):
             message = f"TOML syntax error at the end of the file: {message[:-21]}"
         else:

@@ -12,19 +12,19 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import TYPE_CHECKING
 
-import structlog
-
 from bulkops.api import readback
 from bulkops.errors import GuardError
+from bulkops.log import get_logger
 from bulkops.model import ChangeKind, Plan
 from bulkops.odata.ast import in_
 from bulkops.plan.guards import check_allowed
+from bulkops.plan.service import check_owners
 from bulkops.v7 import actions
 
 if TYPE_CHECKING:
     from bulkops.api.client import Client
 
-log = structlog.get_logger("bulkops.allowlist")
+log = get_logger("bulkops.allowlist")
 FLEET_LINK = "belongs_to__application"
 
 
@@ -60,10 +60,10 @@ async def check_plan_fleets(plan: Plan, client: Client) -> None:
         owners |= _ints([it.target_id, it.key.get(owner)])
         if it.resource == owner:
             owners |= _ints([it.row_id])
-        elif it.row_id is not None:
+        elif it.row_id is not None and not actions.is_service_var(plan.action):  # those: check_owners
             children.setdefault(it.resource, []).append((it.row_id, it.target_id))
         named |= _ints([(it.after or {}).get(FLEET_LINK)])
-    mismatched: list[str] = []
+    mismatched = await check_owners(client, plan) if actions.is_service_var(plan.action) else []
     for resource, expected in children.items():
         rows = await readback.read_rows(client, resource, sorted({r for r, _ in expected}), [owner])
         for row_id, target in sorted(expected):

@@ -39,7 +39,8 @@ def plan_to_json(plan: Plan, *, with_items: bool = True) -> dict[str, Any]:
         "target_resource": plan.target_resource,
         "compiled_filter": plan.compiled_filter,
         "action": {"type": a.type.value, "name": a.name, "key": a.key, "value": a.value,
-                   "fields": dict(a.fields), "to_fleet": a.to_fleet, "release": a.release},
+                   "fields": dict(a.fields), "to_fleet": a.to_fleet, "release": a.release}
+                  | ({"service": a.service} if a.service is not None else {}),
         "expect": {"min": plan.expect.min, "max": plan.expect.max, "max_share": plan.expect.max_share},
         "allow_fleets": list(plan.allow_fleets),
         "fleets": list(plan.fleets),
@@ -94,7 +95,7 @@ def plan_from_json(data: Mapping[str, Any]) -> Plan:
         target_resource=data["target_resource"],
         compiled_filter=data["compiled_filter"],
         action=Action(ActionType(a["type"]), a.get("name"), a.get("key"), a.get("value"),
-                      dict(a.get("fields") or {}), a.get("to_fleet"), a.get("release")),
+                      dict(a.get("fields") or {}), a.get("to_fleet"), a.get("release"), a.get("service")),
         items=tuple(
             PlanItem(int(i["target_id"]), str(i["label"]), ChangeKind(i["kind"]), str(i["resource"]),
                      i["row_id"], i["before"], i["after"], dict(i["key"]), int(i.get("stage", 0)),

@@ -13,16 +13,15 @@ from collections.abc import Iterable, Mapping, Sequence
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
-import structlog
-
 from bulkops.api.urls import URL_BUDGET
 from bulkops.errors import BadResponseError, InputError, NotFoundError
 from bulkops.journal.runs import new_id
+from bulkops.log import get_logger
 from bulkops.model import Action, ActionType, ChangeKind, Job, Plan, PlanItem
 from bulkops.odata.ast import BinOp, Call, Node, Op, and_, eq, in_, lit, path
 from bulkops.odata.parser import parse
 from bulkops.odata.render import render
-from bulkops.plan import diff
+from bulkops.plan import diff, listed, service
 from bulkops.plan.diff import Resolved
 from bulkops.plan.file import read_plan, write_plan
 from bulkops.plan.guards import check_allowed, check_expect, noun
@@ -34,7 +33,7 @@ if TYPE_CHECKING:
 
 __all__ = ["compile_filter", "make_plan", "read_plan", "write_plan"]
 
-log = structlog.get_logger("bulkops.plan")
+log = get_logger("bulkops.plan")
 PAGE_SIZE = 1000
 SEMVER = re.compile(r"^v?(\d+)\.(\d+)\.(\d+)(?:-[0-9A-Za-z.-]+)?(?:\+[0-9A-Za-z.-]+)?$")
 
@@ -189,9 +188,9 @@ async def make_plan(job: Job, client: Client, *, api_url: str, now: datetime | N
     select = actions.target_select(act, res)
     targets: list[Mapping[str, Any]] = []
     children: dict[int, Mapping[str, Any]] = {}
-    async for page in client.pages(res, filter=filt, select=select, page_size=PAGE_SIZE):
+    async for page in listed.target_pages(client, job.target, res, filt, select=select, page_size=PAGE_SIZE):
         targets.extend(page)
-        if actions.is_child(act) and page:
+        if actions.is_child(act) and page and not actions.is_service_var(act):
             children.update(await _read_children(client, job, page))
     seen_fleets = {f for r in targets if (f := actions.fleet_of(r, res)) is not None}
     slugs = await _fleet_slugs(client, seen_fleets | set(fleet_ids_all.values()), fleet_ids_all)
@@ -202,7 +201,10 @@ async def make_plan(job: Job, client: Client, *, api_url: str, now: datetime | N
             more = await resolve_releases(client, act.release, missing)
             resolved = Resolved(fleet_ids, resolved.move_to, {**resolved.releases, **more})
     items: list[PlanItem] = []
-    for row in targets:
+    extra: list[str] = []  # warnings of the service variable planner
+    if actions.is_service_var(act):
+        items, extra = await service.plan_items(client, job, targets)
+    for row in [] if actions.is_service_var(act) else targets:
         if actions.is_child(act):
             items.append(diff.diff_child(act, res, row, children.get(int(row["id"]))))
         else:
@@ -224,7 +226,7 @@ async def make_plan(job: Job, client: Client, *, api_url: str, now: datetime | N
         created_at=now, target_resource=res, compiled_filter=selection, precondition=selection,
         action=act, items=tuple(items), population=population, expect=job.target.expect,
         allow_fleets=job.allow_fleets, options=job.options,
-        warnings=tuple(warnings_for(act, res, items)),
+        warnings=(*warnings_for(act, res, items), *extra),
         irreversible=act.type is ActionType.DELETE, plan_id=new_id(now), fleets=tuple(plan_fleets),
         fleet_ids={slug: fid for fid, slug in slugs.items() if slug in plan_fleets},
         rollout=job.rollout,

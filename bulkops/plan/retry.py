@@ -6,10 +6,9 @@ from dataclasses import replace
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING
 
-import structlog
-
 from bulkops.api import readback
 from bulkops.journal.runs import new_id
+from bulkops.log import get_logger
 from bulkops.model import ChangeKind, Outcome, Plan, PlanItem
 from bulkops.plan.make import warnings_for
 from bulkops.plan.owners import gone_warning, split_gone
@@ -18,7 +17,7 @@ if TYPE_CHECKING:
     from bulkops.api.client import Client
     from bulkops.journal.journal import Journal
 
-log = structlog.get_logger("bulkops.plan")
+log = get_logger("bulkops.plan")
 
 
 async def retry_plan(plan: Plan, journal: Journal, client: Client, *, now: datetime | None = None) -> Plan:

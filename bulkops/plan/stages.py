@@ -21,11 +21,10 @@ from collections.abc import Mapping, Sequence
 from dataclasses import replace
 from typing import TYPE_CHECKING, Any
 
-import structlog
-
 from bulkops.api.urls import URL_BUDGET
 from bulkops.errors import InputError
 from bulkops.job.rollout import stage_text
+from bulkops.log import get_logger
 from bulkops.model import (
     GATE_DEFAULT,
     GATE_NONE,
@@ -47,7 +46,7 @@ if TYPE_CHECKING:
 
 __all__ = ["MAX_RATE_STAGES", "assign_stages", "default_gate", "preview_json", "preview_lines", "stage_sizes"]
 
-log = structlog.get_logger("bulkops.plan.stages")
+log = get_logger("bulkops.plan.stages")
 MAX_RATE_STAGES = 1000
 READ_IDS = 1000  # target ids per GET when the order needs tags or a field
 SAMPLE = 3

@@ -13,12 +13,11 @@ from dataclasses import replace
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING
 
-import structlog
-
 from bulkops.api import readback
 from bulkops.api.readback import State
 from bulkops.errors import InputError
 from bulkops.journal.runs import new_id
+from bulkops.log import get_logger
 from bulkops.model import ActionType, ChangeKind, Expect, Outcome, Plan, PlanItem
 from bulkops.plan import diff
 from bulkops.plan.guards import noun
@@ -28,7 +27,7 @@ if TYPE_CHECKING:
     from bulkops.api.client import Client
     from bulkops.journal.journal import Journal
 
-log = structlog.get_logger("bulkops.undo")
+log = get_logger("bulkops.undo")
 RESTARTS = {ActionType.SET_ENV, ActionType.REMOVE_ENV, ActionType.SET_CONFIG, ActionType.REMOVE_CONFIG}
 
 

@@ -12,16 +12,16 @@ from datetime import datetime, timedelta
 
 import anyio
 import orjson
-import structlog
 from anyio.abc import SocketAttribute, SocketStream
 from anyio.streams.stapled import MultiListener
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Gauge, generate_latest
 
 from bulkops.errors import RunError
+from bulkops.log import get_logger
 from bulkops.schedule.run import SlotResult
 from bulkops.schedule.store import SlotState
 
-log = structlog.get_logger("bulkops.schedule")
+log = get_logger("bulkops.schedule")
 MAX_HEAD = 8192  # bytes of request line and headers
 READ_TIMEOUT = 5.0  # seconds to send the request head
 STALE = timedelta(minutes=2)  # /healthz answers 503 when the last tick is older than this

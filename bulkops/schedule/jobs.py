@@ -13,13 +13,12 @@ import hashlib
 from dataclasses import dataclass, replace
 from pathlib import Path
 
-import structlog
-
 from bulkops.errors import BulkopsError
 from bulkops.job.load import read_job
+from bulkops.log import get_logger
 from bulkops.model import Job
 
-log = structlog.get_logger("bulkops.schedule")
+log = get_logger("bulkops.schedule")
 
 
 @dataclass(frozen=True, slots=True)

@@ -22,6 +22,7 @@ from bulkops.api.limiter import AdaptiveLimiter
 from bulkops.apply.engine import RunControl
 from bulkops.apply.runner import new_run, open_client, run_plan
 from bulkops.errors import BulkopsError, GuardError
+from bulkops.log import get_logger
 from bulkops.model import GrowLimit, Job, Outcome, Plan, RunState, RunSummary
 from bulkops.plan.allowlist import check_plan_fleets
 from bulkops.plan.guards import check_apply
@@ -35,7 +36,7 @@ from bulkops.schedule.store import SlotState, SlotStore
 if TYPE_CHECKING:
     from bulkops.api.client import Client
 
-log = structlog.get_logger("bulkops.schedule")
+log = get_logger("bulkops.schedule")
 
 
 @dataclass(frozen=True, slots=True, repr=False)

@@ -20,12 +20,12 @@ from datetime import datetime, timedelta
 from pathlib import Path
 
 import anyio
-import structlog
 from anyio.abc import TaskGroup
 
 from bulkops.apply.engine import RunControl
 from bulkops.errors import BulkopsError
 from bulkops.job.schedule import ON_TIME
+from bulkops.log import get_logger
 from bulkops.model import Job
 from bulkops.schedule.clock import Clock, SystemClock
 from bulkops.schedule.health import Metrics
@@ -34,7 +34,7 @@ from bulkops.schedule.run import Api, Limiters, SlotResult, SlotRunner, event
 from bulkops.schedule.slots import Skip, SkipReason, decide, due_at, iter_slots, slot_key
 from bulkops.schedule.store import SlotState, SlotStore, new_owner
 
-log = structlog.get_logger("bulkops.schedule")
+log = get_logger("bulkops.schedule")
 RELOAD_EVERY = timedelta(seconds=15)  # the longest a tick waits: job files are re-read at least this often
 
 

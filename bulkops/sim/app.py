@@ -13,11 +13,11 @@ from collections.abc import Sequence
 from typing import Any, Final
 
 import orjson
-import structlog
 from aiohttp import web
 from aiohttp.typedefs import Handler, Middleware
 
 from bulkops import v7
+from bulkops.log import get_logger
 from bulkops.odata.ast import Literal
 from bulkops.odata.query import KeyAlias, KeyFields, KeyValue, QueryOptions
 from bulkops.sim.auth import READ_ONLY_RESOURCES, AuthFailed, Caller, authenticate, token_of
@@ -28,7 +28,7 @@ from bulkops.sim.rules import ApiError
 from bulkops.sim.sql import CompileError, Compiler, Expr
 from bulkops.sim.write import Writer
 
-log = structlog.get_logger("bulkops.sim.app")
+log = get_logger("bulkops.sim.app")
 
 MAX_BODY: Final = 512 * 1024  # balena's JSON body limit ("512kb")
 MAX_REQUEST_HEAD: Final = 16 * 1024  # request line + headers

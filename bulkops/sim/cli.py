@@ -11,11 +11,13 @@ from __future__ import annotations
 import argparse
 import asyncio
 import importlib
+import json
 import signal
 import sys
+from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
-import structlog
+from bulkops import log
 
 if TYPE_CHECKING:
     from bulkops.sim.server import SimConfig
@@ -98,6 +100,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="share of devices that give up on --bad-release (default 0)")
     parser.add_argument("--allow-non-loopback", action="store_true",
                         help="allow a --host that is not a loopback address")
+    parser.add_argument("-v", "--verbose", action="count", default=argparse.SUPPRESS,
+                        help="debug log events too (the simulator logs at info level by default)")
 
 
 def config_from_args(args: argparse.Namespace) -> SimConfig:
@@ -129,24 +133,35 @@ async def serve(config: SimConfig) -> None:
             loop.remove_signal_handler(sig)
 
 
+def _error(event: str, message: str) -> None:
+    """One line on stderr: ``bulkops sim: …`` on a terminal, a JSON object otherwise."""
+    if sys.stderr.isatty():
+        sys.stderr.write(f"bulkops sim: {message}\n")
+    else:
+        stamp = datetime.now(UTC).isoformat(timespec="microseconds").replace("+00:00", "Z")
+        doc = {"timestamp": stamp, "level": "error", "event": event, "message": message}
+        sys.stderr.write(json.dumps(doc, ensure_ascii=False) + "\n")
+    sys.stderr.flush()
+
+
 def run(args: argparse.Namespace) -> int:
-    """Serve until SIGINT/SIGTERM; 0 after a clean shutdown, 2 for a refused configuration."""
-    if not structlog.is_configured():
-        structlog.configure(logger_factory=structlog.PrintLoggerFactory(sys.stderr))
+    """Serve until SIGINT/SIGTERM; 0 after a clean shutdown, 2 for a refused configuration. Logs as the
+    CLI does, at info level at least: human text on a terminal, JSON lines on stderr otherwise."""
+    log.setup(max(1, getattr(args, "verbose", 0) or 0))
     from bulkops.sim.server import check_host  # noqa: PLC0415 - lazy, see the imports
 
     try:
         check_host(args.host, allow_non_loopback=args.allow_non_loopback)
         config = config_from_args(args)
     except ValueError as exc:
-        sys.stderr.write(f"bulkops sim: {exc}\n")
+        _error("bulkops.sim.refused", str(exc))
         return 2
     try:
         asyncio.run(serve(config))
     except ValueError as exc:  # e.g. a --bad-release that is not in the data
-        sys.stderr.write(f"bulkops sim: {exc}\n")
+        _error("bulkops.sim.refused", str(exc))
         return 2
     except OSError as exc:
-        sys.stderr.write(f"bulkops sim: cannot serve on {args.host}:{args.port}: {exc.strerror or exc}\n")
+        _error("bulkops.sim.cannot_serve", f"cannot serve on {args.host}:{args.port}: {exc.strerror or exc}")
         return 1
     return 0

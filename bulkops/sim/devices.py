@@ -21,11 +21,10 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-import structlog
-
+from bulkops.log import get_logger
 from bulkops.sim.seed import SeedDatabase, iso
 
-log = structlog.get_logger("bulkops.sim.devices")
+log = get_logger("bulkops.sim.devices")
 
 _PENDING_SQL = """
 SELECT d.id, COALESCE(d.is_pinned_on__release, a.should_be_running__release) AS target

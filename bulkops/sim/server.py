@@ -18,9 +18,9 @@ from dataclasses import asdict, dataclass
 from types import TracebackType
 
 import orjson
-import structlog
 from aiohttp import web
 
+from bulkops.log import get_logger
 from bulkops.sim.app import PARSER_LIMIT, head_limit, make_app
 from bulkops.sim.db import Database
 from bulkops.sim.devices import DeviceSimulator
@@ -29,7 +29,7 @@ from bulkops.sim.ratelimit import RateLimiter
 from bulkops.sim.requestlog import RequestLog
 from bulkops.sim.seed import DemoInfo, load_demo, seed_demo
 
-log = structlog.get_logger("bulkops.sim.server")
+log = get_logger("bulkops.sim.server")
 
 @dataclass(frozen=True, slots=True)
 class SimConfig:

@@ -5,7 +5,10 @@ Two shapes of action:
 * row actions (``patch``, ``move``, ``pin``, ``unpin``, ``delete``) write the target row itself;
 * child actions (``set_env``/``remove_env``, ``set_config``/``remove_config``, ``set_tag``/``remove_tag``)
   write a row hanging off the target (``device_environment_variable`` for a device target,
-  ``application_tag`` for a fleet target, …) whose natural key is (owner, name) or (owner, tag_key).
+  ``application_tag`` for a fleet target, …) whose natural key is (owner, name) or (owner, tag_key);
+* service variable actions (``set_service_env``/``remove_service_env``) are child actions of a device
+  whose row hangs off one of its ``service_install`` rows: ``device_service_environment_variable`` has
+  no ``device`` field in v7, its natural key is (``service_install``, ``name``).
 """
 
 from __future__ import annotations
@@ -22,14 +25,25 @@ CHILD_SUFFIX: dict[ActionType, str] = {
     ActionType.REMOVE_CONFIG: "config_variable",
     ActionType.SET_TAG: "tag",
     ActionType.REMOVE_TAG: "tag",
+    ActionType.SET_SERVICE_ENV: "service_environment_variable",
+    ActionType.REMOVE_SERVICE_ENV: "service_environment_variable",
 }
-REMOVALS = frozenset({ActionType.REMOVE_ENV, ActionType.REMOVE_CONFIG, ActionType.REMOVE_TAG})
+REMOVALS = frozenset({ActionType.REMOVE_ENV, ActionType.REMOVE_CONFIG, ActionType.REMOVE_TAG,
+                      ActionType.REMOVE_SERVICE_ENV})
+SERVICE_VARS = frozenset({ActionType.SET_SERVICE_ENV, ActionType.REMOVE_SERVICE_ENV})
+SERVICE_INSTALL = "service_install"  # the owner field of a device service variable
+SERVICE_VAR_RESOURCE = "device_service_environment_variable"
 LABEL_FIELD = {"device": "uuid", "application": "slug"}
 FLEET_FIELD = {"device": "belongs_to__application", "application": "id"}
 
 
 def is_child(action: Action) -> bool:
     return action.type in CHILD_SUFFIX
+
+
+def is_service_var(action: Action) -> bool:
+    """A device service variable: its row is keyed by the device's install of a service."""
+    return action.type in SERVICE_VARS
 
 
 def child_resource(action: Action, target_resource: str) -> str:

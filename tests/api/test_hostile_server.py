@@ -33,7 +33,7 @@ from tests.apply.test_kill_resume import (
     read_report,
     the_run,
 )
-from tests.conftest import rows, start_sim
+from tests.conftest import human, rows, start_sim
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 HUGE = 64 * 1024 * 1024 + 1024  # just over the client's cap on one answer
@@ -238,7 +238,7 @@ def test_plan_against_stalling_servers_is_bounded(hostile: tuple[SimServer, Spoi
     elapsed = time.monotonic() - started
     assert_clean(proc.stderr)
     assert proc.returncode == ExitCode.RUN_FAILED, proc.stderr
-    lines = proc.stderr.splitlines()
+    lines = human(proc.stderr).splitlines()
     assert len(lines) == 1 and lines[0].startswith(f"bulkops: error: GET {url}/v7/device?"), lines
     assert re.search(f"{said}$", lines[0]), lines[0]
     assert elapsed < 10, elapsed
@@ -262,7 +262,7 @@ def test_plan_against_broken_reads_fails_clearly(hostile: tuple[SimServer, Spoil
     assert_clean(proc.stderr)
     assert proc.returncode == ExitCode.RUN_FAILED, proc.stderr
     assert spoiler.spoiled >= 1
-    lines = proc.stderr.splitlines()
+    lines = human(proc.stderr).splitlines()
     assert len(lines) == 1 and lines[0].startswith("bulkops: error: GET "), lines
     assert f"/{resource}" in lines[0], lines
     assert said in lines[0], lines[0]

@@ -37,7 +37,7 @@ from tests.apply.test_kill_resume import (
     spawn,
     the_run,
 )
-from tests.conftest import rows, start_sim
+from tests.conftest import human, rows, start_sim
 
 TARGETS = int(os.environ.get("BULKOPS_FAULT_TARGETS", "5000"))
 MIXED = "503=0.05,reset=0.02,lost=0.02,latency=2ms~2ms,seed=11"
@@ -123,9 +123,9 @@ def test_retry_after_an_hour_stops_cleanly_then_resume(tmp_path: Path) -> None:
         elapsed = time.monotonic() - started
         assert proc.returncode == ExitCode.RUN_FAILED, proc.stderr
         assert elapsed < 10, elapsed
-        run_id = RUN_ID.search(proc.stderr)
+        run_id = RUN_ID.search(human(proc.stderr))
         assert run_id is not None, proc.stderr
-        lines = proc.stderr.splitlines()
+        lines = human(proc.stderr).splitlines()
         stopped = next(x for x in lines if x.startswith("bulkops: run stopped: "))
         assert re.fullmatch(
             r"bulkops: run stopped: (POST|PATCH|GET) http://127\.0\.0\.1:\d+/v7/\S+: the server asked to "
@@ -176,7 +176,7 @@ def test_revoked_token_stops_at_once_then_resume_with_new_token(file_sim: tuple[
         stderr = err.read_text()
         assert code == ExitCode.RUN_FAILED, stderr
         assert "HTTP 401: the API refused the token" in stderr and sim.api_key not in stderr
-        assert f"bulkops: continue with `bulkops resume {run_dir.name}`" in stderr
+        assert f"bulkops: continue with `bulkops resume {run_dir.name}`" in human(stderr)
         entries = sim.request_log.entries()
         first = next(i for i, e in enumerate(entries) if e.status == 401)
         after = entries[first:]

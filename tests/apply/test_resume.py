@@ -18,7 +18,7 @@ import pytest
 from bulkops.cli.main import main
 from bulkops.errors import ExitCode
 from bulkops.sim.server import SimServer
-from tests.conftest import rows, start_sim
+from tests.conftest import human, rows, start_sim
 
 REPO = Path(__file__).resolve().parents[2]
 JOB = """\
@@ -81,7 +81,7 @@ def _interrupt(tmp_path: Path, home: Path, signals: list[signal.Signals]) -> tup
 
 
 def _run_id(err: str) -> str:
-    line = next(x for x in err.splitlines() if "bulkops resume " in x)
+    line = next(x for x in human(err).splitlines() if "bulkops resume " in x)
     return line.split("bulkops resume ")[1].strip("` ")
 
 
@@ -119,7 +119,7 @@ def test_resume_of_finished_run_sends_nothing(slow_sim: SimServer, home: Path, t
     job = tmp_path / "job.toml"
     job.write_text(JOB)
     assert main(["run", str(job), "--yes"]) == ExitCode.OK
-    run_id = capsys.readouterr().err.split("bulkops: run ")[1].split()[0]
+    run_id = human(capsys.readouterr().err).split("bulkops: run ")[1].split()[0]
     before = len(slow_sim.request_log.entries())
     assert main(["resume", run_id]) == ExitCode.OK
     assert len(slow_sim.request_log.entries()) == before

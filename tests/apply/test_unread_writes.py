@@ -26,7 +26,7 @@ from tests.apply.test_kill_resume import (
     read_report,
     the_run,
 )
-from tests.conftest import rows, writes
+from tests.conftest import human, rows, writes
 
 __all__ = ["hostile", "interloped"]
 pytestmark = pytest.mark.anyio
@@ -116,7 +116,7 @@ def test_truncated_read_back_stops_the_cli_run_and_resume_finishes(
     assert proc.returncode == ExitCode.RUN_FAILED, proc.stderr
     run_dir = the_run(tmp_path / "home")
     assert run_dir is not None
-    lines = proc.stderr.splitlines()
+    lines = human(proc.stderr).splitlines()
     assert lines[-2].startswith(f"bulkops: run stopped: {changes} targets were written but could not be read "
                                 f"back; resume the run to read them back (GET {url}/v7/device_environment_"
                                 "variable?"), lines

@@ -16,7 +16,7 @@ from bulkops.cli.main import main
 from bulkops.errors import ExitCode, GuardError
 from bulkops.model import Action, ActionType, ChangeKind, Expect, Plan, PlanItem
 from bulkops.sim.server import SimServer
-from tests.conftest import rows
+from tests.conftest import human, rows
 
 CANARY_JOB = """\
 name = "debug-canaries"
@@ -59,7 +59,7 @@ def test_validate_ok_and_invalid(tmp_path: Path, capsys: pytest.CaptureFixture[s
     assert "ok — debug-canaries: set_env on device" in capsys.readouterr().out
     bad = write_job(tmp_path, CANARY_JOB.replace('type = "set_env"', 'type = "explode"'), "bad.toml")
     assert main(["validate", str(bad)]) == ExitCode.INVALID_INPUT
-    err = capsys.readouterr().err
+    err = human(capsys.readouterr().err)
     assert err.startswith(f"bulkops: error: {bad}: [action.type]") and err.count("\n") == 1
 
 
@@ -92,7 +92,7 @@ def test_apply_needs_yes_without_terminal(env: SimServer, tmp_path: Path,
     assert main(["plan", str(write_job(tmp_path)), "-o", str(plan)]) == ExitCode.OK
     capsys.readouterr()
     assert main(["apply", str(plan)]) == ExitCode.REFUSED_BY_GUARD
-    err = capsys.readouterr().err
+    err = human(capsys.readouterr().err)
     assert err.startswith("bulkops: error: no terminal to confirm ")
     assert err.rstrip().endswith("changes: pass --yes to apply them without asking")
     assert main(["apply", str(plan), "--yes"]) == ExitCode.OK
@@ -110,7 +110,7 @@ def test_apply_refuses_changed_job(env: SimServer, tmp_path: Path,
     job.write_text(CANARY_JOB.replace('"debug"', '"trace"'))
     before = len(env.request_log.entries())
     assert main(["apply", str(plan), "--yes"]) == ExitCode.REFUSED_BY_GUARD
-    assert capsys.readouterr().err == (
+    assert human(capsys.readouterr().err) == (
         f"bulkops: error: the job file {job} changed since the plan was made; make a new plan\n")
     assert len(env.request_log.entries()) == before
 
@@ -120,7 +120,7 @@ def test_expect_guard_refuses_at_plan_time(env: SimServer, tmp_path: Path,
     """expect.max below the target count stops planning with exit 3 and the numbers."""
     job = write_job(tmp_path, CANARY_JOB.replace("max = 500", "max = 2"))
     assert main(["plan", str(job), "-o", str(tmp_path / "p.json")]) == ExitCode.REFUSED_BY_GUARD
-    err = capsys.readouterr().err
+    err = human(capsys.readouterr().err)
     assert err.startswith("bulkops: error: expect.max is 2 but the job targets ") and "devices" in err
 
 
@@ -130,7 +130,7 @@ def test_unknown_fleet_is_not_found(env: SimServer, tmp_path: Path,
     job = write_job(tmp_path, CANARY_JOB.replace('fleet = "acme/gateway"', 'fleet = "acme/nope"')
                     .replace('allow_fleets = ["acme/gateway"]', ""))
     assert main(["plan", str(job)]) == ExitCode.RUN_FAILED
-    assert capsys.readouterr().err == (
+    assert human(capsys.readouterr().err) == (
         "bulkops: error: fleet 'acme/nope' not found (or not visible to this API key)\n")
 
 
@@ -174,7 +174,7 @@ offline_for = "90d"
 type = "delete"
 ''')
     assert main(["run", str(job), "--yes"]) == ExitCode.REFUSED_BY_GUARD
-    err = capsys.readouterr().err
+    err = human(capsys.readouterr().err)
     assert "without a terminal this needs expect.max in the job file" in err
 
 
@@ -208,7 +208,7 @@ def test_retry_failed_plans_only_what_is_left(env: SimServer, tmp_path: Path,
     env.db.conn.execute("DELETE FROM device_tag WHERE device=?", (victim["target_id"],))
     env.db.conn.execute("DELETE FROM device WHERE id=?", (victim["target_id"],))
     assert main(["apply", str(plan_path), "--yes"]) == ExitCode.SOME_FAILED
-    run_id = capsys.readouterr().err.split("bulkops: run ")[1].split()[0]
+    run_id = human(capsys.readouterr().err).split("bulkops: run ")[1].split()[0]
     env.db.conn.execute(f"INSERT INTO device VALUES ({','.join('?' * len(device[0]))})", device[0])
     for tag in tags:
         env.db.conn.execute(f"INSERT INTO device_tag VALUES ({','.join('?' * len(tag))})", tag)
@@ -232,7 +232,7 @@ def test_confirm_on_a_terminal(monkeypatch: pytest.MonkeyPatch, capsys: pytest.C
     """On a terminal, deletions above the threshold need the count typed back; others a yes."""
     monkeypatch.setattr("sys.stdin", io.StringIO("12\n"))
     confirm(_delete_plan(12), yes=False, stdin_tty=True)
-    assert "Type 12 to go on: " in capsys.readouterr().out
+    assert "Type 12 to go on: " in capsys.readouterr().err
     monkeypatch.setattr("sys.stdin", io.StringIO("yes\n"))
     with pytest.raises(GuardError) as exc:
         confirm(_delete_plan(12), yes=False, stdin_tty=True)
@@ -259,7 +259,7 @@ type = "patch"
 fields = { note = "x" }
 """)
     assert main(["plan", str(job), "-o", str(tmp_path / "p.json")]) == ExitCode.REFUSED_BY_GUARD
-    assert capsys.readouterr().err == (
+    assert human(capsys.readouterr().err) == (
         "bulkops: error: fleet acme/gateway-next is not in allow_fleets (acme/gateway)\n")
     assert not (tmp_path / "p.json").exists()
     assert [e for e in env.request_log.entries() if e.method != "GET"] == []
@@ -272,7 +272,7 @@ def test_undo_command_then_apply(env: SimServer, tmp_path: Path, capsys: pytest.
              "AND v.name='LOG_LEVEL' WHERE d.belongs_to__application=? ORDER BY d.id")
     original = rows(env, query, fleet)
     assert main(["run", str(write_job(tmp_path)), "--yes"]) == ExitCode.OK
-    run_id = capsys.readouterr().err.split("bulkops: run ")[1].split()[0]
+    run_id = human(capsys.readouterr().err).split("bulkops: run ")[1].split()[0]
     undo = tmp_path / "undo.json"
     assert main(["undo", run_id, "-o", str(undo)]) == ExitCode.OK
     out = capsys.readouterr().out
@@ -291,5 +291,5 @@ def test_run_with_nothing_to_do_starts_no_run(env: SimServer, tmp_path: Path,
     assert main(["run", str(job), "--yes"]) == ExitCode.OK
     captured = capsys.readouterr()
     assert "counts   change 0   create 0   delete 0" in captured.out
-    assert "bulkops: nothing to apply; no run was started" in captured.err
+    assert "bulkops: nothing to apply; no run was started" in human(captured.err)
     assert sorted((env_home(env) / "runs").iterdir()) == before

@@ -31,7 +31,8 @@ def error_of(text: str) -> JobFileError:
 
 
 ACCEPTED_TYPES = (
-    "patch, delete, set_env, remove_env, set_config, remove_config, set_tag, remove_tag, move, pin, unpin"
+    "patch, delete, set_env, remove_env, set_config, remove_config, set_tag, remove_tag, move, pin, unpin,"
+    " set_service_env, remove_service_env"
 )
 SLUG_HELP = "expected a fleet slug '<organization handle>/<fleet name>' in lower case, e.g. 'acme/gateway'"
 DURATION = 'expected a duration such as "90d", "12h", "30m" or "2w" (units: w, d, h, m, s)'
@@ -54,10 +55,10 @@ CASES: list[tuple[str, str, str]] = [
      " allow_fleets, target, action, options, rollout, schedule"),
     ("unknown-target", BASE.replace("fleet =", "fleeet ="),
      "job.toml: [target.fleeet] unknown key 'fleeet' in [target]; did you mean 'fleet' or 'fleets'? accepted:"
-     " resource, fleet, fleets, filter, offline_for, expect"),
+     " resource, fleet, fleets, filter, offline_for, uuids, uuids_file, ids, expect"),
     ("unknown-target-far", job('resource = "device"\nfleet = "a/b"\nzzz = 1'),
      "job.toml: [target.zzz] unknown key 'zzz' in [target]; accepted: resource, fleet, fleets, filter,"
-     " offline_for, expect"),
+     " offline_for, uuids, uuids_file, ids, expect"),
     ("unknown-action", BASE + 'nmae = "x"\n',
      "job.toml: [action.nmae] unknown key 'nmae' in [action]; did you mean 'name'? accepted for action type"
      " 'set_env': type, name, value"),
@@ -112,7 +113,8 @@ CASES: list[tuple[str, str, str]] = [
     ("fleets-empty", job('resource = "device"\nfleets = []'), "job.toml: [target.fleets] expected at least"
                                                               " one fleet slug"),
     ("no-selector", job('resource = "device"'),
-     "job.toml: [target] no selector: give fleet, fleets, filter or offline_for (a job never targets"
+     "job.toml: [target] no selector: give fleet, fleets, filter, offline_for, uuids, uuids_file or ids"
+     " (a job never targets"
      " everything"
      " by default)"),
     ("offline-text", job('resource = "device"\noffline_for = "90 days"'),
@@ -139,13 +141,13 @@ CASES: list[tuple[str, str, str]] = [
      "job.toml: [target.expect] expected a table, got integer 5"),
     # --- action: type and keys ---
     ("type-typo", BASE.replace('"set_env"', '"set_envs"'),
-     f"job.toml: [action.type] unknown action type 'set_envs'; did you mean 'set_env'? accepted:"
-     f" {ACCEPTED_TYPES}"),
+     f"job.toml: [action.type] unknown action type 'set_envs'; did you mean 'set_env' or 'set_service_env'?"
+     f" accepted: {ACCEPTED_TYPES}"),
     ("type-unknown", BASE.replace('"set_env"', '"frobnicate"'),
      f"job.toml: [action.type] unknown action type 'frobnicate'; accepted: {ACCEPTED_TYPES}"),
     ("key-of-other-type", BASE.replace('"set_env"', '"remove_env"'),
      "job.toml: [action.value] 'value' does not apply to action type 'remove_env' (it belongs to set_env,"
-     " set_config, set_tag); accepted for remove_env: type, name"),
+     " set_config, set_tag, set_service_env); accepted for remove_env: type, name"),
     ("key-for-delete", job(action='type = "delete"\nto_fleet = "a/c"'),
      "job.toml: [action.to_fleet] 'to_fleet' does not apply to action type 'delete' (it belongs to move);"
      " accepted for delete: type"),

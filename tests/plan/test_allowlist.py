@@ -15,7 +15,7 @@ import structlog
 from bulkops.errors import ExitCode
 from bulkops.sim.server import SimServer
 from tests.apply.test_kill_resume import bulkops, child_env, make_plan_file, the_run
-from tests.conftest import rows, writes
+from tests.conftest import human, rows, writes
 
 ALLOWED = "acme/gateway"
 
@@ -39,7 +39,7 @@ SET_ENV = 'type = "set_env"\nname = "FENCED"\nvalue = "1"'
 def plan_cli(sim: SimServer, tmp_path: Path, job_path: Path) -> tuple[int, str, Path]:
     out = tmp_path / "p.json"
     proc = bulkops(["plan", str(job_path), "-o", str(out)], child_env(sim.url, sim.api_key, tmp_path / "h"))
-    return proc.returncode, proc.stderr, out
+    return proc.returncode, human(proc.stderr), out
 
 
 @pytest.mark.parametrize(("filt", "outside"), [
@@ -105,7 +105,7 @@ def _edited_apply(sim: SimServer, tmp_path: Path, edit: Any) -> tuple[int, str]:
     plan_file.write_bytes(orjson.dumps(data))
     sim.request_log.clear()
     proc = bulkops(["apply", str(plan_file), "--yes"], child_env(sim.url, sim.api_key, tmp_path / "h"))
-    return proc.returncode, proc.stderr
+    return proc.returncode, human(proc.stderr)
 
 
 def test_apply_refuses_plan_edited_to_list_another_fleet(sim: SimServer, tmp_path: Path) -> None:

@@ -19,7 +19,7 @@ from bulkops.journal.gates import EventKind, Phase, Verdict
 from bulkops.model import ChangeKind, Outcome, RolloutProgress, RunState
 from bulkops.sim.devices import fraction_of
 from bulkops.sim.server import SimServer
-from tests.conftest import addressed_ids, writes
+from tests.conftest import addressed_ids, human, writes
 
 from .conftest import (
     VirtualClock,
@@ -137,7 +137,7 @@ def test_cli_exit_codes_of_paused_and_aborted_runs(rsim: SimServer, home: Path, 
     assert summary.state is RunState.PAUSED
     capsys.readouterr()
     assert main(["resume", journal.run_id]) == ExitCode.RUN_FAILED  # the outage goes on (virtual time stands)
-    err = capsys.readouterr().err
+    err = human(capsys.readouterr().err)
     assert "bulkops: paused: gate inconclusive at stage 1 of 2 (GET " in err
     rsim.faults.set_spec("503=1,methods=POST")
     job = tmp_path / "flag.toml"
@@ -147,7 +147,7 @@ def test_cli_exit_codes_of_paused_and_aborted_runs(rsim: SimServer, home: Path, 
         "abort = { failures = 0, min_attempted = 10 }", "[options]", "max_concurrency = 4",
         "max_attempts = 1"]) + "\n")
     assert main(["run", str(job), "--yes"]) == ExitCode.ROLLOUT_ABORTED
-    err = capsys.readouterr().err
+    err = human(capsys.readouterr().err)
     assert "bulkops: aborted at stage 1 of 1: failures 10 > max(0, 0% of 10 attempted)\n" in err
 
 

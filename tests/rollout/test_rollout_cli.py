@@ -21,7 +21,7 @@ from bulkops.journal.gates import GateStore, Phase, parse_stamp
 from bulkops.journal.journal import Journal
 from bulkops.plan.file import read_plan
 from bulkops.sim.server import SimConfig, SimServer
-from tests.conftest import addressed_ids, writes
+from tests.conftest import addressed_ids, human, writes
 
 from .conftest import pin_job
 
@@ -75,7 +75,7 @@ def test_manual_approval(live: SimServer, home: Path, tmp_path: Path,
     capsys.readouterr()
     assert main(["apply", str(plan), "--yes"]) == ExitCode.AWAITING_APPROVAL
     run = the_run(home)
-    err = capsys.readouterr().err
+    err = human(capsys.readouterr().err)
     assert "bulkops: stage 1 of 3: writing 5 devices\n" in err
     assert "bulkops: stage 1 of 3: gate passed (5 of 5)\n" in err
     assert (f"bulkops: awaiting approval: stage 1 of 3 passed its gate; `bulkops approve {run.name}` starts "
@@ -87,15 +87,17 @@ def test_manual_approval(live: SimServer, home: Path, tmp_path: Path,
     time.sleep(0.5)
     assert main(["resume", run.name]) == ExitCode.AWAITING_APPROVAL
     assert len(live.request_log.entries()) == sent  # nothing while it waits, nothing from resume
-    assert f"bulkops: run {run.name} is awaiting approval after stage 1 of 3" in capsys.readouterr().err
+    assert f"bulkops: run {run.name} is awaiting approval after stage 1 of 3" in human(
+        capsys.readouterr().err)
     assert main(["approve", run.name]) == ExitCode.AWAITING_APPROVAL
-    assert f"bulkops: run {run.name}: stage 1 of 3 approved; the rollout goes on\n" in capsys.readouterr().err
+    assert f"bulkops: run {run.name}: stage 1 of 3 approved; the rollout goes on\n" in human(
+        capsys.readouterr().err)
     assert phase_of(run) == (Phase.APPROVAL, 2)
     assert main(["approve", run.name]) == ExitCode.OK
     assert phase_of(run) == (Phase.DONE, 3)
     capsys.readouterr()
     assert main(["approve", run.name]) == ExitCode.INVALID_INPUT
-    assert capsys.readouterr().err == (
+    assert human(capsys.readouterr().err) == (
         f"bulkops: error: run {run.name} is not awaiting approval (its state is done)\n")
     report = tmp_path / "report.json"
     assert main(["report", run.name, "--json", str(report)]) == ExitCode.OK
@@ -118,7 +120,7 @@ def test_approve_refuses_runs_that_are_not_rollouts(live: SimServer, home: Path,
     run = the_run(home)
     capsys.readouterr()
     assert main(["approve", run.name]) == ExitCode.INVALID_INPUT
-    assert capsys.readouterr().err == (
+    assert human(capsys.readouterr().err) == (
         f"bulkops: error: run {run.name} is not a staged rollout: there is nothing to approve\n")
 
 

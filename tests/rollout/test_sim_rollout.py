@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import json
 from datetime import UTC, datetime, timedelta
 
 import aiohttp
@@ -58,9 +59,9 @@ def test_bad_release_by_name_and_refused_names(capsys: pytest.CaptureFixture[str
     finally:
         server.stop()
     assert main(["sim", "--port", "0", "--seed-demo", "0", "--bad-release", "acme/gateway@9.9.9"]) == 2
-    err = capsys.readouterr().err
-    assert err.startswith("bulkops sim: bad release 'acme/gateway@9.9.9' is not a release id or one of "
-                          "acme/gateway-next@2.0.0, acme/gateway@1.4.0, ")
+    err = json.loads(capsys.readouterr().err.splitlines()[-1])  # off a terminal, JSON lines
+    assert err["message"].startswith("bad release 'acme/gateway@9.9.9' is not a release id or one of "
+                                     "acme/gateway-next@2.0.0, acme/gateway@1.4.0, ")
 
 
 def test_outage_spec_parses_and_renders() -> None:

@@ -17,7 +17,7 @@ from bulkops.schedule.clock import SystemClock
 from bulkops.schedule.locks import job_lock
 from bulkops.schedule.store import SlotState, SlotStore
 from bulkops.sim.server import SimServer
-from tests.conftest import rows, writes
+from tests.conftest import human, rows, writes
 from tests.schedule.conftest import at, tag_job, write
 
 
@@ -110,7 +110,7 @@ def test_unattended_flag_errors(env: SimServer, tmp_path: Path, capsys: pytest.C
     """Unattended flags out of place are invalid input, named exactly; nothing is sent."""
     path = write(tmp_path, "j.toml", tag_job("j", schedule='"0 3 * * *"'))
     assert main(["run", str(path), *argv]) == ExitCode.INVALID_INPUT
-    assert capsys.readouterr().err.strip().splitlines()[-1] == f"bulkops: error: {message}"
+    assert human(capsys.readouterr().err).strip().splitlines()[-1] == f"bulkops: error: {message}"
     assert env.request_log.entries() == []
 
 
@@ -120,7 +120,7 @@ def test_unattended_without_schedule_needs_a_slot(env: SimServer, tmp_path: Path
     text = tag_job("plain", schedule='"0 3 * * *"').replace('schedule = "0 3 * * *"\n', "")
     path = write(tmp_path, "plain.toml", text)
     assert main(["run", str(path), "--yes", "--unattended"]) == ExitCode.INVALID_INPUT
-    err = capsys.readouterr().err.strip().splitlines()[-1]
+    err = human(capsys.readouterr().err).strip().splitlines()[-1]
     assert err.startswith("bulkops: error: job plain has no schedule: give --slot ISO (the run key), "
                           "e.g. --slot ")
 
@@ -132,11 +132,11 @@ def test_unattended_slot_runs_once(env: SimServer, tmp_path: Path,
     assert main(["run", str(path), "--yes", "--unattended", "--slot", "2027-01-10T03:00:00Z"]) == ExitCode.OK
     out = capsys.readouterr()
     assert "targets  82 devices" in out.out and "state    done" in out.out
-    assert "bulkops: slot 2027-01-10T03:00:00Z of job j: done: applied 82" in out.err
+    assert "bulkops: slot 2027-01-10T03:00:00Z of job j: done: applied 82" in human(out.err)
     sent = len(writes(env))
     again = ["run", str(path), "--yes", "--unattended", "--slot", "2027-01-10T04:00:00+01:00"]
     assert main(again) == ExitCode.OK
-    err = capsys.readouterr().err.strip().splitlines()[-1]
+    err = human(capsys.readouterr().err).strip().splitlines()[-1]
     store = SlotStore.open()
     record = store.get("j", at("2027-01-10T03:00:00Z"))
     store.close()
@@ -165,7 +165,7 @@ def test_unattended_delete_needs_expect_max(env: SimServer, tmp_path: Path,
                                      '[action]\ntype = "delete"\n')
     code = main(["run", str(path), "--yes", "--unattended", "--slot", "2027-01-10T03:00:00Z"])
     assert code == ExitCode.REFUSED_BY_GUARD
-    assert capsys.readouterr().err.strip().splitlines()[-1] == (
+    assert human(capsys.readouterr().err).strip().splitlines()[-1] == (
         "bulkops: slot 2027-01-10T03:00:00Z of job d: refused: the plan removes rows of 82 devices with "
         "nobody to confirm it: set expect.max in the job file to bound how many one run may remove")
     assert writes(env) == []
@@ -190,7 +190,7 @@ def test_approve_a_slot_that_needs_approval(env: SimServer, tmp_path: Path,
     capsys.readouterr()
     assert main(["run", str(path), "--yes", "--unattended", "--slot", "2027-01-11T03:00:00Z",
                  "--approve"]) == ExitCode.REFUSED_BY_GUARD
-    assert capsys.readouterr().err.strip().splitlines()[-1].startswith(
+    assert human(capsys.readouterr().err).strip().splitlines()[-1].startswith(
         "bulkops: slot 2027-01-11T03:00:00Z of job grow was taken already (it does not need approval): done")
     assert len(writes(env)) == sent
 
@@ -213,7 +213,7 @@ def test_unattended_run_while_the_job_runs_is_an_overlap(env: SimServer, tmp_pat
     with job_lock("j"):
         code = main(["run", str(path), "--yes", "--unattended", "--slot", "2027-01-10T03:00:00Z"])
     assert code == ExitCode.REFUSED_BY_GUARD
-    assert capsys.readouterr().err.strip().splitlines()[-1] == (
+    assert human(capsys.readouterr().err).strip().splitlines()[-1] == (
         "bulkops: slot 2027-01-10T03:00:00Z of job j: skipped: another run of the job holds its lock")
     assert env.request_log.entries() == []
 
@@ -233,7 +233,7 @@ def test_unattended_run_journals_missed_slots_like_the_scheduler(env: SimServer,
     assert [r.state for r in ran] == [SlotState.DONE] and ran[0].slot == slots[-1].slot
     reasons = [r.reason for r in slots[:-1]]
     assert len(reasons) in {9, 10} and set(reasons) == {"superseded", "too_late"}
-    err = capsys.readouterr().err
+    err = human(capsys.readouterr().err)
     assert f"bulkops: slot {slots[0].slot} of job j skipped (too_late): due " in err
 
 
@@ -252,13 +252,13 @@ def test_schedule_flag_errors(jobs: Path, capsys: pytest.CaptureFixture[str], ar
                               message: str) -> None:
     """Flags out of place are invalid input, named exactly."""
     assert main(["schedule", str(jobs), *argv]) == ExitCode.INVALID_INPUT
-    assert capsys.readouterr().err.strip().splitlines()[-1] == f"bulkops: error: {message}"
+    assert human(capsys.readouterr().err).strip().splitlines()[-1] == f"bulkops: error: {message}"
 
 
 def test_schedule_needs_a_directory(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     """A DIR that is not a directory is refused with what is expected."""
     assert main(["schedule", str(tmp_path / "nope"), "--list"]) == ExitCode.INVALID_INPUT
-    assert capsys.readouterr().err.strip() == (
+    assert human(capsys.readouterr().err).strip() == (
         f"bulkops: error: '{tmp_path / 'nope'}' is not a directory: give the folder that holds the job files")
 
 

@@ -161,9 +161,10 @@ def test_cli_refuses_bad_options() -> None:
     remote = subprocess.run([sys.executable, "-m", "bulkops.sim", "--host", "0.0.0.0"],
                             capture_output=True, text=True, env=env, cwd=ROOT, timeout=60, check=False)
     assert remote.returncode == 2
-    assert remote.stderr == (
-        "bulkops sim: bulkops sim serves only on a loopback address (127.0.0.1, ::1, localhost), got "
-        "'0.0.0.0'; pass --allow-non-loopback to serve on it anyway\n")
+    line = json.loads(remote.stderr)  # off a terminal, one JSON line
+    assert (line["level"], line["event"], line["message"]) == ("error", "bulkops.sim.refused",
+        "bulkops sim serves only on a loopback address (127.0.0.1, ::1, localhost), got "
+        "'0.0.0.0'; pass --allow-non-loopback to serve on it anyway")
 
 
 @pytest.mark.anyio

@@ -1,0 +1,150 @@
+"""Device service variables (``set_service_env`` / ``remove_service_env``): planned through the devices'
+service installs.
+
+In v7 a ``device_service_environment_variable`` has no ``device`` field: it hangs off a
+``service_install`` (one device × one service), and its natural key is (``service_install``, ``name``).
+So for each page of target devices the planner reads, in a few GETs: the service of that name in each
+of their fleets, the devices' installs of it, and the variable rows on those installs. A device that
+has no install of the service (it runs another release, or none yet) cannot carry the variable: it is
+left out of the plan, and the preview says how many were.
+
+The same path checks an edited plan before apply: every install a plan item names must belong to the
+item's device, and every variable row it writes must hang off that install.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import TYPE_CHECKING, Any
+
+from bulkops.api import readback
+from bulkops.api.urls import URL_BUDGET
+from bulkops.model import Action, ActionType, ChangeKind, Job, Plan, PlanItem
+from bulkops.odata.ast import Node, and_, eq, in_
+from bulkops.plan.guards import noun
+from bulkops.v7 import actions
+
+if TYPE_CHECKING:
+    from bulkops.api.client import Client
+
+__all__ = ["RESOURCE", "check_owners", "plan_items", "service_warnings"]
+
+RESOURCE = actions.SERVICE_VAR_RESOURCE
+INSTALL = actions.SERVICE_INSTALL
+CHUNK = 1000
+
+
+async def _rows_in(
+    client: Client, resource: str, field: str, ids: Sequence[int], *, other: Node | None,
+    select: Sequence[str],
+) -> list[dict[str, Any]]:
+    """Every row of ``resource`` whose ``field`` is one of ``ids`` (and ``other``), in GETs that fit."""
+    out: list[dict[str, Any]] = []
+    pending = [list(ids[i:i + CHUNK]) for i in range(0, len(ids), CHUNK)]
+    while pending:
+        part = pending.pop()
+        filt = and_(other, in_(field, part))
+        if len(part) > 1 and client.url_length(resource, filt) > URL_BUDGET:
+            pending += [part[: len(part) // 2], part[len(part) // 2:]]
+            continue
+        async for rows in client.pages(resource, filter=filt, select=select, page_size=len(part) + 1):
+            out.extend(rows)
+    return out
+
+
+def _int(value: Any) -> int | None:
+    v = actions.normalize(value)
+    return v if isinstance(v, int) and not isinstance(v, bool) else None
+
+
+async def _installs(client: Client, action: Action, devices: Mapping[int, int]) -> dict[int, int]:
+    """device id → its install of the action's service (the service of that name in its own fleet)."""
+    fleets = sorted(set(devices.values()))
+    if not fleets:
+        return {}
+    services = await client.get("service", filter=and_(eq("service_name", action.service or ""),
+                                                       in_("application", fleets)),
+                                select=("id", "application"))
+    fleet_of_service = {int(s["id"]): _int(s.get("application")) for s in services}
+    if not fleet_of_service:
+        return {}
+    rows = await _rows_in(client, INSTALL, "device", sorted(devices),
+                          other=in_("installs__service", sorted(fleet_of_service)),
+                          select=("id", "device", "installs__service"))
+    out: dict[int, int] = {}
+    for row in rows:
+        device, service = _int(row.get("device")), _int(row.get("installs__service"))
+        if device is None or service is None or device not in devices:
+            continue
+        if fleet_of_service.get(service) == devices[device]:
+            out[device] = int(row["id"])
+    return out
+
+
+def _item(
+    action: Action, device: Mapping[str, Any], install: int, current: Mapping[str, Any] | None
+) -> PlanItem:
+    target_id = int(device["id"])
+    label = str(device.get("uuid") or target_id)
+    key = {INSTALL: install, "name": action.name}
+    row_id = int(current["id"]) if current is not None else None
+    before = {"value": current.get("value")} if current is not None else None
+    if action.type is ActionType.REMOVE_SERVICE_ENV:
+        kind = ChangeKind.NOOP if current is None else ChangeKind.DELETE
+        return PlanItem(target_id, label, kind, RESOURCE, row_id, before, None, key)
+    after = {"value": action.value}
+    kind = ChangeKind.CREATE if before is None else ChangeKind.NOOP if before == after else ChangeKind.CHANGE
+    return PlanItem(target_id, label, kind, RESOURCE, row_id, before, after, key)
+
+
+async def plan_items(
+    client: Client, job: Job, targets: Sequence[Mapping[str, Any]]
+) -> tuple[list[PlanItem], list[str]]:
+    """The items for ``targets`` (device rows with id, uuid, fleet) and the warnings they need."""
+    action = job.action
+    items: list[PlanItem] = []
+    for start in range(0, len(targets), CHUNK):
+        page = targets[start:start + CHUNK]
+        devices = {int(r["id"]): f for r in page if (f := actions.fleet_of(r, "device")) is not None}
+        installs = await _installs(client, action, devices)
+        current: dict[int, Mapping[str, Any]] = {}
+        if installs:
+            rows = await _rows_in(client, RESOURCE, INSTALL, sorted(installs.values()),
+                                  other=eq("name", action.name or ""), select=("id", INSTALL, "value"))
+            current = {i: r for r in rows if (i := _int(r.get(INSTALL))) is not None}
+        items.extend(_item(action, r, installs[int(r["id"])], current.get(installs[int(r["id"])]))
+                     for r in page if int(r["id"]) in installs)
+    return items, service_warnings(action, items, len(targets) - len(items))
+
+
+def service_warnings(action: Action, items: Sequence[PlanItem], left_out: int) -> list[str]:
+    out: list[str] = []
+    if left_out:
+        verb = "has" if left_out == 1 else "have"
+        out.append(f"{noun('device', left_out)} of the selection {verb} no install of service"
+                   f" {action.service!r} (another release, or none yet): left out")
+    active = sum(1 for it in items if it.kind is not ChangeKind.NOOP)
+    if active:
+        out.append(f"{noun('device', active)} will restart service {action.service!r}")
+    return out
+
+
+async def check_owners(client: Client, plan: Plan) -> list[str]:
+    """For an edited plan: every install an item names must be its device's, and every row it writes must
+    hang off that install. Returns what does not match (empty when the plan is consistent)."""
+    items = [it for it in plan.items if it.kind is not ChangeKind.NOOP]
+    bad: list[str] = []
+    installs = {int(v): it.target_id for it in items if isinstance(v := it.key.get(INSTALL), int)}
+    rows = await readback.read_rows(client, INSTALL, sorted(installs), ["device"])
+    for install, device in sorted(installs.items()):
+        row = rows.get(install)
+        if row is not None and _int(row.get("device")) != device:
+            bad.append(f"{INSTALL} {install} belongs to device {_int(row.get('device'))}, not {device}")
+    written: dict[int, Any] = {it.row_id: it.key.get(INSTALL) for it in items if it.row_id is not None}
+    rows = await readback.read_rows(client, RESOURCE, sorted(written), [INSTALL])
+    for row_id, install in sorted(written.items()):
+        row = rows.get(row_id)
+        got = _int(row.get(INSTALL)) if row is not None else install
+        if got != install:
+            bad.append(f"{RESOURCE} row {row_id} belongs to {INSTALL} {got}, not {install}")
+    return bad
