@@ -49,10 +49,9 @@ from typing import Final
 
 import anyio
 
-from bulkops.log import get_logger
-
 from bulkops.api.answers import retry_after_seconds  # re-exported: where callers have found it
 from bulkops.api.waiters import Waiters
+from bulkops.log import get_logger
 
 __all__ = ["AdaptiveLimiter", "LimiterStats", "Ticket", "WaitTooLong", "retry_after_seconds"]
 
