@@ -138,6 +138,7 @@ class Plan:
     fleets: tuple[str, ...] = ()  # slugs of every fleet the plan targets or moves devices to
     fleet_ids: Mapping[str, int] = field(default_factory=dict)  # slug -> id of those fleets
     undo_of: str = ""  # run id when this plan undoes that run
+    seal: str = ""  # HMAC of the plan's content keyed by the API token (bulkops.plan.seal); "" = unsealed
 
     def counts(self) -> dict[str, int]:
         out = {k.value: 0 for k in ChangeKind}

@@ -11,13 +11,15 @@ from typing import Any
 import anyio
 
 from bulkops.api.limiter import AdaptiveLimiter
-from bulkops.apply.runner import load_run, new_run, open_client, run_plan
+from bulkops.apply.runner import load_run, new_run, open_client, run_plan, verify_token
 from bulkops.cli.progress import ProgressLine
 from bulkops.config import load_settings
 from bulkops.errors import ExitCode, GuardError, InputError
 from bulkops.job.load import read_job
 from bulkops.journal import report, runs
 from bulkops.journal.journal import DONE, Journal, list_runs
+from bulkops.journal.output import STDOUT, check_output
+from bulkops.journal.plans import PlanClaim
 from bulkops.journal.runs import PLAN_FILE
 from bulkops.model import ChangeKind, Job, Outcome, Plan, RunState, RunSummary
 from bulkops.plan.allowlist import check_plan_fleets
@@ -26,6 +28,7 @@ from bulkops.plan.guards import check_apply
 from bulkops.plan.make import make_plan
 from bulkops.plan.preview import preview_json, preview_text, to_json_bytes
 from bulkops.plan.retry import retry_plan
+from bulkops.plan.seal import seal_plan
 from bulkops.plan.undo import make_undo_plan
 
 
@@ -83,8 +86,24 @@ def run_async(fn: Any, *args: Any) -> Any:
     return anyio.run(fn, *args)
 
 
-def plan_output(args: argparse.Namespace, name: str) -> Path:
-    return Path(args.output) if getattr(args, "output", None) else Path(f"{name}.plan.json")
+def plan_output(args: argparse.Namespace, name: str) -> str:
+    return str(args.output) if getattr(args, "output", None) else f"{name}.plan.json"
+
+
+def _check_plan_output(args: argparse.Namespace) -> None:
+    """A ``-o`` that cannot be written is refused before anything is read or sent."""
+    if getattr(args, "output", None):
+        check_output(args.output, "the plan")
+
+
+def _write_plan(plan: Plan, out: str, notes: tuple[str, ...], as_json: bool, what: str = "plan") -> None:
+    """Write the plan, then the preview: on stdout, or on stderr when the plan itself went to stdout."""
+    write_plan(plan, out)
+    _show_preview(plan, notes, as_json, to_stderr=out == STDOUT)
+    if out == STDOUT:
+        print(f"bulkops: {what} written to stdout", file=sys.stderr)
+    else:
+        print(f"bulkops: {what} written to {out} (apply it with `bulkops apply {out}`)", file=sys.stderr)
 
 
 def _out(text: str) -> None:
@@ -107,11 +126,12 @@ async def _plan(job: Job, ep: Endpoint) -> Plan:
         return await make_plan(job, client, api_url=ep.api_url)
 
 
-def _show_preview(plan: Plan, notes: tuple[str, ...], as_json: bool) -> None:
-    if as_json:
-        _out(to_json_bytes(preview_json(plan, notes)).decode())
+def _show_preview(plan: Plan, notes: tuple[str, ...], as_json: bool, *, to_stderr: bool = False) -> None:
+    text = to_json_bytes(preview_json(plan, notes)).decode() if as_json else preview_text(plan, notes)
+    if to_stderr:
+        print(text.rstrip("\n"), file=sys.stderr)
     else:
-        _out(preview_text(plan, notes))
+        _out(text)
 
 
 async def _retry(directory: Path, ep: Endpoint) -> Plan:
@@ -136,15 +156,13 @@ async def _undo(directory: Path, ep: Endpoint) -> Plan:
 
 def cmd_undo(args: argparse.Namespace) -> int:
     directory = runs.run_dir(args.run)
+    _check_plan_output(args)
     ep = endpoint(args)
     original = read_plan(directory / PLAN_FILE)
     if original.api_url.rstrip("/") != ep.api_url.rstrip("/"):
         raise GuardError(f"the run was made against {original.api_url}, not {ep.api_url}")
-    plan = run_async(_undo, directory, ep)
-    out = Path(args.output) if args.output else Path(f"{plan.job_name}.plan.json")
-    write_plan(plan, out)
-    _show_preview(plan, (), args.json)
-    print(f"bulkops: undo plan written to {out} (apply it with `bulkops apply {out}`)", file=sys.stderr)
+    plan = seal_plan(run_async(_undo, directory, ep), ep.token)
+    _write_plan(plan, args.output or f"{plan.job_name}.plan.json", (), args.json, "undo plan")
     return int(ExitCode.OK)
 
 
@@ -153,38 +171,45 @@ def cmd_plan(args: argparse.Namespace) -> int:
         if args.job:
             raise InputError("give a job file or --retry-failed RUN, not both")
         directory = runs.run_dir(args.retry_failed)
-        plan = run_async(_retry, directory, endpoint(args))
-        out = Path(args.output) if args.output else Path(f"{plan.job_name}.retry.plan.json")
-        write_plan(plan, out)
-        _show_preview(plan, (), args.json)
-        print(f"bulkops: plan written to {out} (apply it with `bulkops apply {out}`)", file=sys.stderr)
+        _check_plan_output(args)
+        ep = endpoint(args)
+        plan = seal_plan(run_async(_retry, directory, ep), ep.token)
+        _write_plan(plan, args.output or f"{plan.job_name}.retry.plan.json", (), args.json)
         return int(ExitCode.OK)
     if not args.job:
         raise InputError("give a job file (or --retry-failed RUN)")
     loaded = read_job(args.job)
-    plan = run_async(_plan, loaded.job, endpoint(args))
-    out = plan_output(args, loaded.job.name)
-    write_plan(plan, out)
-    _show_preview(plan, loaded.notes, args.json)
-    print(f"bulkops: plan written to {out} (apply it with `bulkops apply {out}`)", file=sys.stderr)
+    _check_plan_output(args)
+    ep = endpoint(args)
+    plan = seal_plan(run_async(_plan, loaded.job, ep), ep.token)
+    _write_plan(plan, plan_output(args, loaded.job.name), loaded.notes, args.json)
     return int(ExitCode.OK)
 
 
-async def _apply(plan: Plan, ep: Endpoint, run_dir: Path | None) -> RunSummary:
+async def _apply(plan: Plan, ep: Endpoint, run_dir: Path | None,
+                 claim: PlanClaim | None = None) -> RunSummary:
+    """Check the token (one GET) and the allowlist on the server, then create or reopen the run and
+    apply it. Nothing is written before both checks pass."""
     limiter = AdaptiveLimiter(max_concurrency=plan.options.max_concurrency)
     progress = ProgressLine(limiter)
     async with open_client(ep.api_url, ep.token, plan.options, allow_insecure_http=ep.allow_insecure_http,
                            limiter=limiter) as client:
         if run_dir is None:
+            if any(it.kind is not ChangeKind.NOOP for it in plan.items):
+                await verify_token(client, plan)
             await check_plan_fleets(plan, client)
-            journal = new_run(plan)
+            journal = new_run(plan, claim=claim)
         else:
             plan, journal = load_run(run_dir)
             try:
+                pending = sum(1 for state in journal.states().values() if state != DONE)
+                if pending:
+                    await verify_token(client, plan)
                 await check_plan_fleets(plan, client)
             except BaseException:
                 journal.close()
                 raise
+            print(f"bulkops: resuming run {journal.run_id}: {pending} items left", file=sys.stderr)
         try:
             print(f"bulkops: run {journal.run_id}", file=sys.stderr)
             return await run_plan(plan, client, journal, on_progress=progress)
@@ -212,35 +237,45 @@ def _finish(summary: RunSummary) -> int:
 def cmd_apply(args: argparse.Namespace) -> int:
     plan = read_plan(args.plan)
     ep = endpoint(args)
-    check_apply(plan, api_url=ep.api_url, force=args.force)
-    confirm(plan, yes=args.yes)
-    return _finish(run_async(_apply, plan, ep, None))
+    check_apply(plan, api_url=ep.api_url, force=args.force, token=ep.token)
+    with _claim(plan) as claim:
+        confirm(plan, yes=args.yes)
+        return _finish(run_async(_apply, plan, ep, None, claim))
+
+
+def _claim(plan: Plan) -> PlanClaim:
+    """The plan's lock, held through the whole apply; refused if the plan already has a run."""
+    claim = PlanClaim.take(plan.plan_id)
+    try:
+        claim.refuse_if_applied()
+    except BaseException:
+        claim.release()
+        raise
+    return claim
 
 
 def cmd_run(args: argparse.Namespace) -> int:
     loaded = read_job(args.job)
     ep = endpoint(args)
-    plan = run_async(_plan, loaded.job, ep)
+    plan = seal_plan(run_async(_plan, loaded.job, ep), ep.token)
     _show_preview(plan, loaded.notes, args.json)
     if all(it.kind is ChangeKind.NOOP for it in plan.items):
         print("bulkops: nothing to apply; no run was started", file=sys.stderr)
         return int(ExitCode.OK)
-    check_apply(plan, api_url=ep.api_url)
-    confirm(plan, yes=args.yes)
-    return _finish(run_async(_apply, plan, ep, None))
+    check_apply(plan, api_url=ep.api_url, token=ep.token)
+    with _claim(plan) as claim:
+        confirm(plan, yes=args.yes)
+        return _finish(run_async(_apply, plan, ep, None, claim))
 
 
 def cmd_resume(args: argparse.Namespace) -> int:
     directory = runs.run_dir(args.run)
-    plan, journal = load_run(directory)
-    try:
-        pending = sum(1 for j in journal.items() if j.state != DONE)
-    finally:
-        journal.close()
+    plan, journal = load_run(directory)  # refused if the run's copy of the plan was changed
+    journal.close()
     ep = endpoint(args)
     if plan.api_url.rstrip("/") != ep.api_url.rstrip("/"):
         raise GuardError(f"the run was made against {plan.api_url}, not {ep.api_url}")
-    print(f"bulkops: resuming run {directory.name}: {pending} items left", file=sys.stderr)
+    check_apply(plan, api_url=ep.api_url, force=getattr(args, "force", False))
     return _finish(run_async(_apply, plan, ep, directory))
 
 
@@ -259,15 +294,26 @@ def cmd_runs(args: argparse.Namespace) -> int:
 
 
 def cmd_report(args: argparse.Namespace) -> int:
+    if args.csv == STDOUT and args.json == STDOUT:
+        raise InputError("--csv and --json cannot both be - (stdout)")
+    for path, what in ((args.csv, "the CSV report"), (args.json, "the JSON report")):
+        if path:
+            check_output(path, what)
     journal = Journal.open(runs.run_dir(args.run))
     try:
-        _out(report.summary_text(journal))
+        summary = report.summary_text(journal)
+        if STDOUT in (args.csv, args.json):  # stdout holds the file alone; the summary goes to stderr
+            print(summary, file=sys.stderr)
+        else:
+            _out(summary)
         if args.csv:
             report.write_csv(journal, args.csv)
-            print(f"bulkops: wrote {args.csv}", file=sys.stderr)
+            if args.csv != STDOUT:
+                print(f"bulkops: wrote {args.csv}", file=sys.stderr)
         if args.json:
             report.write_json(journal, args.json)
-            print(f"bulkops: wrote {args.json}", file=sys.stderr)
+            if args.json != STDOUT:
+                print(f"bulkops: wrote {args.json}", file=sys.stderr)
     finally:
         journal.close()
     return int(ExitCode.OK)

@@ -10,7 +10,7 @@ from typing import Any
 import orjson
 
 from bulkops.errors import PlanFileError
-from bulkops.journal.runs import write_private
+from bulkops.journal.output import write_output
 from bulkops.model import (
     PLAN_FORMAT,
     Action,
@@ -51,6 +51,7 @@ def plan_to_json(plan: Plan, *, with_items: bool = True) -> dict[str, Any]:
         "irreversible": plan.irreversible,
         "warnings": list(plan.warnings),
         "counts": plan.counts(),
+        "seal": plan.seal,
     } | ({"items": [item_to_json(it) for it in plan.items]} if with_items else {})
 
 
@@ -111,12 +112,14 @@ def plan_from_json(data: Mapping[str, Any]) -> Plan:
         fleets=tuple(data.get("fleets", ())),
         fleet_ids={str(k): int(v) for k, v in (data.get("fleet_ids") or {}).items()},
         undo_of=str(data.get("undo_of", "")),
+        seal=str(data.get("seal") or ""),
     )
 
 
 def write_plan(plan: Plan, path: str | Path) -> None:
-    """Write the plan to ``path`` (mode 0600, atomic)."""
-    write_private(Path(path), plan_chunks(plan))
+    """Write the plan to ``path``: a regular file is replaced atomically (mode 0600), ``-`` is stdout, a
+    symlink is written through, a character device or FIFO in place (:mod:`bulkops.journal.output`)."""
+    write_output(path, plan_chunks(plan), "the plan")
 
 
 def read_plan(path: str | Path) -> Plan:
