@@ -7,7 +7,7 @@ whoever edits them, so the seal is keyed with the one secret that the maker and 
 share and that an editor of the file does not hold: the API token.
 
     digest = sha256 over the plan's canonical JSON (every field but the seal, then each item)
-    seal   = HMAC-SHA256(key, digest), key = PBKDF2-SHA256(token, "bulkops plan seal v1", 100,000 rounds)
+    seal   = HMAC-SHA256(key, digest), key = PBKDF2-SHA256(token, "bulkops plan seal v1", 20,000 rounds)
 
 The key derivation is slow on purpose, so that a plan file (which may be shared) cannot serve to guess a
 weak token quickly; the token itself is never in the plan. ``digest`` is also what a run records of the
@@ -35,7 +35,7 @@ from bulkops.model import Plan
 from bulkops.plan.file import item_to_json, plan_to_json
 
 SALT = b"bulkops plan seal v1"
-ROUNDS = 100_000
+ROUNDS = 20_000
 
 
 @lru_cache(maxsize=4)
