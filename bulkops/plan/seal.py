@@ -43,8 +43,19 @@ def _key(token: str) -> bytes:
     return hashlib.pbkdf2_hmac("sha256", token.encode("utf-8", "surrogatepass"), SALT, ROUNDS)
 
 
+_last: list[tuple[Plan, str]] = []  # the last plan digested (apply digests one plan twice: seal, run)
+
+
 def plan_digest(plan: Plan) -> str:
     """sha256 hex of the plan's canonical JSON: every field except the seal, then every item in order."""
+    if _last and _last[0][0] is plan:
+        return _last[0][1]
+    digest = _digest(plan)
+    _last[:] = [(plan, digest)]
+    return digest
+
+
+def _digest(plan: Plan) -> str:
     head = plan_to_json(plan, with_items=False)
     head.pop("seal", None)
     h = hashlib.sha256(orjson.dumps(head, option=orjson.OPT_SORT_KEYS))

@@ -104,7 +104,10 @@ def test_two_processes_applying_one_plan_at_once(env: SimServer, home: Path, tmp
     assert loser == (f"bulkops: error: plan {plan_id} is being applied by another bulkops process; "
                      "see `bulkops runs`\n")
     assert len(list((home / "runs").iterdir())) == 1
-    posts = [e for e in env.request_log.entries() if e.method == "POST"]
+    entries = env.request_log.entries()
+    posts = [e for e in entries if e.method == "POST"]
+    print(f"two applies at once: {len(read_plan(plan).items)} items, {creates} creates, {len(entries)} "
+          f"requests, {sum(1 for e in posts if e.status == 201)} POSTs answered 201")
     assert sum(1 for e in posts if e.status == 201) == creates
     assert [e for e in posts if e.status == 409] == []
 

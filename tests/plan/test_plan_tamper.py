@@ -295,3 +295,39 @@ def test_resume_refuses_a_stale_plan(env: SimServer, tmp_path: Path,
     assert capsys.readouterr().err == (
         "bulkops: error: the plan is 25.0h old; plans older than 24.0h are refused (make a new plan)\n")
     assert env.request_log.entries() == []
+
+
+SMALL_JOB = JOB.replace(f'fleet = "{ALLOWED}"\n',
+                        f'fleet = "{ALLOWED}"\nfilter = "startswith(device_name,\'gw-0001\')"\n')
+
+
+def test_resume_refuses_a_target_moved_to_another_fleet(env: SimServer, tmp_path: Path,
+                                                       capsys: pytest.CaptureFixture[str]) -> None:
+    """resume reads the fleets of the run's targets again: one moved to a fleet outside allow_fleets since
+    the plan refuses the run (exit 3), nothing written."""
+    run_dir = _planned_run(env, tmp_path, text=SMALL_JOB)
+    target = orjson.loads((run_dir / "plan.json").read_bytes())["items"][0]["target_id"]
+    env.db.conn.execute("UPDATE device SET belongs_to__application=? WHERE id=?",
+                        (env.demo.fleets["acme/sensor"], target))
+    env.request_log.clear()
+    assert main(["resume", run_dir.name]) == ExitCode.REFUSED_BY_GUARD
+    assert capsys.readouterr().err == (
+        f"bulkops: error: fleet acme/sensor is not in allow_fleets ({ALLOWED})\n")
+    assert writes(env) == []
+
+
+def test_resume_with_the_job_gone_needs_force(env: SimServer, tmp_path: Path,
+                                              capsys: pytest.CaptureFixture[str]) -> None:
+    """resume of a run whose job file is gone is refused (exit 3) unless --force, which then completes it."""
+    run_dir = _planned_run(env, tmp_path, text=SMALL_JOB)
+    job = tmp_path / "job.toml"
+    job.unlink()
+    assert main(["resume", run_dir.name]) == ExitCode.REFUSED_BY_GUARD
+    assert capsys.readouterr().err == (
+        f"bulkops: error: the job file {job} is gone, so the plan cannot be checked against it; use --force "
+        "to apply it anyway\n")
+    assert writes(env) == []
+    assert main(["resume", run_dir.name, "--force"]) == ExitCode.OK
+    n = len(orjson.loads((run_dir / "plan.json").read_bytes())["items"])
+    assert 5 <= n <= 20
+    assert rows(env, "SELECT COUNT(*) FROM device_environment_variable WHERE name='SEALED'") == [(n,)]
