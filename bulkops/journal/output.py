@@ -40,10 +40,10 @@ def output_kind(path: str | Path, what: str = "the output") -> tuple[Kind, Path]
     :class:`InputError` for a path that cannot be written safely. Only reads the file's type."""
     if str(path) == STDOUT:
         return Kind.STDOUT, Path(STDOUT)
-    real = Path(os.path.realpath(path))
     try:
-        mode = os.stat(real).st_mode
+        mode = os.stat(path).st_mode  # through symlinks, as the kernel sees them (/dev/stdout included)
     except FileNotFoundError:
+        real = Path(os.path.realpath(path))
         if not real.parent.is_dir():
             given = Path(path).parent
             missing = real.parent if given.is_dir() else given  # a dangling symlink into nowhere
@@ -52,9 +52,9 @@ def output_kind(path: str | Path, what: str = "the output") -> tuple[Kind, Path]
     except OSError as exc:
         raise _refuse(path, what, exc.strerror or str(exc)) from None
     if stat.S_ISREG(mode):
-        return Kind.FILE, real
+        return Kind.FILE, Path(os.path.realpath(path))
     if stat.S_ISCHR(mode) or stat.S_ISFIFO(mode):
-        return Kind.STREAM, real
+        return Kind.STREAM, Path(path)  # opened by the name given: a /proc/self/fd link works
     if stat.S_ISDIR(mode):
         reason = "it is a directory"
     elif stat.S_ISBLK(mode):

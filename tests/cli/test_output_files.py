@@ -20,6 +20,7 @@ from bulkops.errors import ExitCode, InputError
 from bulkops.journal.output import Kind, check_output, output_kind
 from bulkops.plan.file import plan_from_json
 from bulkops.sim.server import SimServer
+from tests.apply.test_kill_resume import bulkops, child_env
 from tests.cli.test_cli import CANARY_JOB, write_job
 
 
@@ -88,6 +89,19 @@ def test_plan_into_a_fifo(env: SimServer, tmp_path: Path) -> None:
     reader.join(timeout=10)
     assert orjson.loads(got[0])["job_name"] == "debug-canaries"
     assert stat.S_ISFIFO(fifo.lstat().st_mode)
+
+
+def test_plan_through_a_link_to_its_own_stdout(sim: SimServer, tmp_path: Path) -> None:
+    """A symlink to /proc/self/fd/1 (what /dev/stdout is), in a child whose stdout is a pipe: the plan goes
+    into the pipe, before the preview."""
+    link = tmp_path / "out"
+    link.symlink_to("/proc/self/fd/1")
+    proc = bulkops(["plan", str(write_job(tmp_path, CANARY_JOB)), "-o", str(link)],
+                   child_env(sim.url, sim.api_key, tmp_path / "home"))
+    assert proc.returncode == ExitCode.OK, proc.stderr
+    head, _, rest = proc.stdout.partition("\n}\n")
+    assert orjson.loads(head + "}")["job_name"] == "debug-canaries"
+    assert rest.startswith("plan     ") and link.is_symlink()
 
 
 def test_plan_to_dev_null_leaves_it_a_device(env: SimServer, tmp_path: Path) -> None:
