@@ -20,12 +20,12 @@ import structlog
 
 from bulkops.apply.runner import new_run, open_client
 from bulkops.cli.main import main
-from bulkops.errors import ExitCode
+from bulkops.errors import ExitCode, GuardError
 from bulkops.job.load import load_job
-from bulkops.model import Plan
-from bulkops.plan.file import write_plan
+from bulkops.model import Action, ActionType, ChangeKind, Expect, Plan, PlanItem
+from bulkops.plan.file import read_plan, write_plan
 from bulkops.plan.make import make_plan
-from bulkops.plan.seal import seal_plan
+from bulkops.plan.seal import check_seal, seal_plan
 from bulkops.sim.server import SimServer
 from tests.apply.test_kill_resume import bulkops, child_env
 from tests.conftest import rows, writes
@@ -331,3 +331,32 @@ def test_resume_with_the_job_gone_needs_force(env: SimServer, tmp_path: Path,
     n = len(orjson.loads((run_dir / "plan.json").read_bytes())["items"])
     assert 5 <= n <= 20
     assert rows(env, "SELECT COUNT(*) FROM device_environment_variable WHERE name='SEALED'") == [(n,)]
+
+
+def test_seal_survives_the_plan_file_round_trip(tmp_path: Path) -> None:
+    """A sealed plan with every field set, written and read back, matches its seal; the same file checked
+    with another token does not, and the token is nowhere in it."""
+    items = (
+        PlanItem(1, "ü-1", ChangeKind.CHANGE, "device_environment_variable", 11, {"value": "it's \"x\"\n"},
+                 {"value": "y"}, {"device": 1, "name": "V"}, stage=2),
+        PlanItem(2, "u-2", ChangeKind.CREATE, "device_environment_variable", None, None, {"value": "1.50"},
+                 {"device": 2, "name": "V"}),
+        PlanItem(3, "u-3", ChangeKind.DELETE, "device", 3, {"is_online": False, "note": None}, None),
+    )
+    plan = Plan(job_name="j", job_path="jobs/j.toml", job_fingerprint="ab" * 32, api_url="http://127.0.0.1:1",
+                created_at=datetime(2026, 11, 27, 8, 0, 0, 123456, tzinfo=UTC), target_resource="device",
+                compiled_filter="belongs_to__application in (1)",
+                action=Action(ActionType.SET_ENV, name="V", value="y"), items=items, population=3,
+                expect=Expect(1, 10, 0.25), allow_fleets=("acme/gateway",), warnings=("w",),
+                irreversible=True, plan_id="20261127T080000Z-abcdef", fleets=("acme/gateway",),
+                fleet_ids={"acme/gateway": 1}, undo_of="r1")
+    sealed = seal_plan(plan, "the-token-0123456789")
+    assert sealed.job_path == os.path.abspath("jobs/j.toml")
+    path = tmp_path / "p.json"
+    write_plan(sealed, path)
+    back = read_plan(path)
+    assert back == sealed
+    check_seal(back, "the-token-0123456789")
+    with pytest.raises(GuardError):
+        check_seal(back, "another-token-0123456789")
+    assert b"the-token-0123456789" not in path.read_bytes()
