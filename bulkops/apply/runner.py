@@ -72,19 +72,21 @@ def new_run(plan: Plan, *, claim: PlanClaim | None = None) -> Journal:
     digest. A plan has one run: :class:`GuardError` when it has one already, or while another process
     holds its lock (``claim``: the lock, already taken by the caller)."""
     if not plan.plan_id:  # a plan put together by hand, not made by make_plan: nothing to key it on
-        directory = start_run(plan_chunks(plan), run_id=None)
-        return Journal.create(directory, plan, plan_path=directory / PLAN_FILE,
-                              plan_digest=plan_digest(plan))
+        return _create(plan, new_id())
     held = claim or PlanClaim.take(plan.plan_id)
     try:
         held.refuse_if_applied()
         run_id = held.recorded() or new_id()  # a recorded run without a journal: killed before it existed
         held.record(run_id)
-        directory = start_run(plan_chunks(plan), run_id=run_id)
-        return Journal.create(directory, plan, plan_path=directory / PLAN_FILE, plan_digest=plan_digest(plan))
+        return _create(plan, run_id)
     finally:
         if claim is None:
             held.release()
+
+
+def _create(plan: Plan, run_id: str) -> Journal:
+    directory = start_run(plan_chunks(plan), run_id=run_id)
+    return Journal.create(directory, plan, plan_path=directory / PLAN_FILE, plan_digest=plan_digest(plan))
 
 
 def load_run(directory: Path) -> tuple[Plan, Journal]:
