@@ -41,17 +41,6 @@ class ChildResult:
     capped: bool  # killed at the time cap
 
 
-def parse_limit(text: str) -> tuple[int, float]:
-    """``1000/10s`` (or ``fixed:1000/10s``) → (1000, 10.0)."""
-    body = text.removeprefix("fixed:")
-    count, _, per = body.partition("/")
-    unit = {"ms": 0.001, "s": 1.0, "m": 60.0}
-    for suffix in ("ms", "s", "m"):
-        if per.endswith(suffix):
-            return int(count), float(per.removesuffix(suffix) or 1) * unit[suffix]
-    return int(count), float(per)
-
-
 SPAWN = Path(__file__).resolve().with_name("spawn.py")
 
 
@@ -141,9 +130,12 @@ def extrapolate(
     since: float,
     needed_writes: int,
     width: float,
+    budget: int | None = None,
 ) -> Extrapolation:
     """A run cut short, projected to its end at the pace it had in the complete server windows after
-    ``since``: remaining writes ÷ writes per second, and requests and 429s in proportion."""
+    ``since``: remaining writes ÷ writes per second, and requests and 429s in proportion. With no
+    complete window the pace of what there is is used; with ``budget`` (admitted requests per window
+    after ``since``) never faster than the limit allows, one admitted request per write."""
     done = [e for e in entries if e.method in WRITES and e.status != 429]
     wins = [w for w in windows(entries, since, width) if w[0] + width <= stopped]
     if wins:
@@ -156,6 +148,8 @@ def extrapolate(
     if part_writes == 0 or left == 0:
         return Extrapolation(stopped - started, len(entries), _throttled(entries), len(done), needed_writes)
     per_write = (hi - lo) / part_writes
+    if budget:
+        per_write = max(per_write, width / budget)
     return Extrapolation(
         wall=stopped - started + left * per_write,
         requests=len(entries) + round(left * len(part) / part_writes),

@@ -8,8 +8,9 @@ order, same ids). The devices are offline, so the simulated devices never change
    ``debug``, 50 % none.
 2. ``move``     the devices tagged ``wave=1`` (2 of 5 devices) to ``acme/gateway-next``.
 3. ``remove_tag`` the ``ring`` tag of every device of ``acme/gateway`` (9 of 10 devices have one).
-4. as 1, with the limit halved in the middle of the run (see ``bench/run.py``).
-5. planning only: scenario 1's job over a much larger fleet.
+
+Each runs under each limit policy the harness is asked for (``bench/limits.py``); the memory runs
+(``bench/memory.py``) plan and apply scenario 3 at 100,000 and 1,000,000 targets.
 
 A tenth as many devices again live in ``acme/sensor`` with the same kinds of rows: no client may touch
 them (counted as collateral changes).
@@ -42,7 +43,7 @@ BATCH = 200  # bulkops' default ids per PATCH/DELETE
 class Task:
     """What a baseline client does; passed to it as JSON."""
 
-    kind: str  # set_env | move | remove_tag | read
+    kind: str  # set_env | move | remove_tag
     fleet: str
     name: str = ""
     value: str = ""
@@ -59,7 +60,7 @@ class Seeded:
     targets: int  # devices a correct run must leave as wanted (the correctness denominator)
     initially_correct: int  # of those, already as wanted before the run
     plan_counts: Mapping[str, int]  # the plan bulkops should make: change / create / delete / noop
-    baseline_writes: int  # write requests the baseline clients need (their progress measure)
+    writes: Mapping[str, int]  # write requests each baseline needs (its progress measure when stopped)
     floor_estimate: int  # fewest requests bulkops' strategy needs, estimated from the data
     fleet_id: int
     extra: Mapping[str, Any] = field(default_factory=dict)
@@ -78,8 +79,6 @@ class Scenario:
     key: str
     title: str
     task: Task
-    plan_only: bool = False
-    halve_limit: bool = False
 
 
 SCENARIOS: dict[int, Scenario] = {
@@ -101,20 +100,6 @@ SCENARIOS: dict[int, Scenario] = {
         "delete the ring tag from every device of a fleet",
         Task("remove_tag", FLEET, tag_key=RING),
     ),
-    4: Scenario(
-        4,
-        "set-env-halved",
-        "scenario 1 with the limit halved in the middle of the run",
-        Task("set_env", FLEET, name=ENV_NAME, value=ENV_VALUE),
-        halve_limit=True,
-    ),
-    5: Scenario(
-        5,
-        "plan-only",
-        "planning only (scenario 1's job) over a large fleet",
-        Task("read", FLEET, name=ENV_NAME, value=ENV_VALUE),
-        plan_only=True,
-    ),
 }
 
 
@@ -130,7 +115,7 @@ def job_toml(scenario: Scenario, seeded: Seeded) -> str:
     )
     bound = f"expect = {{ max = {seeded.devices} }}\n\n"
     t = scenario.task
-    if t.kind in ("set_env", "read"):
+    if t.kind == "set_env":
         return head + bound + f'[action]\ntype = "set_env"\nname = "{t.name}"\nvalue = "{t.value}"\n'
     if t.kind == "move":
         filt = f"device_tag/any(t:t/tag_key eq '{t.tag_key}' and t/value eq '{t.tag_value}')"
@@ -201,7 +186,7 @@ def _seed_env(db: Database, demo: DemoInfo, n: int, rng: random.Random) -> Seede
         targets=n,
         initially_correct=same,
         plan_counts={"change": changes, "create": creates, "delete": 0, "noop": same},
-        baseline_writes=changes + creates,
+        writes={"loop": changes + creates, "async-fixed": changes + creates, "sdk": creates + 2 * changes},
         floor_estimate=floor,
         fleet_id=demo.fleets[FLEET],
         extra={"env_rows": len(env), "plan_gets": 3 + 2 * _pages(n)},
@@ -225,7 +210,7 @@ def _seed_move(db: Database, demo: DemoInfo, n: int, rng: random.Random) -> Seed
         targets=moved,
         initially_correct=0,
         plan_counts={"change": moved, "create": 0, "delete": 0, "noop": 0},
-        baseline_writes=moved,
+        writes={"loop": moved, "async-fixed": moved, "sdk": math.ceil(moved / BATCH)},
         floor_estimate=floor,
         fleet_id=demo.fleets[FLEET],
         extra={"moved_ids": [d for d, k in zip(ids, kinds, strict=True) if k == "wave1"]},
@@ -248,7 +233,7 @@ def _seed_tags(db: Database, demo: DemoInfo, n: int, rng: random.Random) -> Seed
         targets=n,
         initially_correct=kinds.count("none"),
         plan_counts={"change": 0, "create": 0, "delete": ringed, "noop": n - ringed},
-        baseline_writes=n,
+        writes={"loop": ringed, "async-fixed": ringed, "sdk": ringed},
         floor_estimate=floor,
         fleet_id=demo.fleets[FLEET],
     )
@@ -257,8 +242,9 @@ def _seed_tags(db: Database, demo: DemoInfo, n: int, rng: random.Random) -> Seed
 def _seed_other_fleet(db: Database, demo: DemoInfo, n: int, rng: random.Random) -> None:
     """Bystanders: devices of another fleet with the same kinds of rows; nobody may touch them."""
     ids = _devices(db, demo, OTHER, n, rng, "sensor")
-    bulk_insert(db, "device_environment_variable",
-                [{"device": d, "name": ENV_NAME, "value": "info"} for d in ids])
+    bulk_insert(
+        db, "device_environment_variable", [{"device": d, "name": ENV_NAME, "value": "info"} for d in ids]
+    )
     bulk_insert(
         db,
         "device_tag",
@@ -275,7 +261,7 @@ def seed(db: Database, demo: DemoInfo, scenario: Scenario, devices: int, *, seed
     rng = random.Random(f"bulkops-bench:{seed}:{scenario.key}:{devices}")
     with db.transaction():
         kind = scenario.task.kind
-        if kind in ("set_env", "read"):
+        if kind == "set_env":
             out = _seed_env(db, demo, devices, rng)
         elif kind == "move":
             out = _seed_move(db, demo, devices, rng)
@@ -287,7 +273,6 @@ def seed(db: Database, demo: DemoInfo, scenario: Scenario, devices: int, *, seed
 
 PROBED = {
     "set_env": "device_environment_variable",
-    "read": "device_environment_variable",
     "move": "device",
     "remove_tag": "device_tag",
 }
@@ -313,7 +298,7 @@ def check(db: Database, demo: DemoInfo, scenario: Scenario, seeded: Seeded) -> C
     """Count the targets now as wanted, straight from the simulator's database."""
     fleet, other = demo.fleets[FLEET], demo.fleets[OTHER]
     kind = scenario.task.kind
-    if kind in ("set_env", "read"):
+    if kind == "set_env":
         correct = _one(
             db,
             "SELECT COUNT(*) FROM device d JOIN device_environment_variable v ON v.device = d.id "

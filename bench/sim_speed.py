@@ -27,8 +27,19 @@ ROOT = Path(__file__).resolve().parents[1]
 
 def start_server(devices: int, profile: str | None) -> tuple[subprocess.Popen[str], str, str]:
     runner = [sys.executable, "-m", "cProfile", "-o", profile] if profile else [sys.executable]
-    cmd = [*runner, "-m", "bulkops.sim", "--port", "0", "--seed-demo", str(devices), "--rate-limit", "none",
-           "--converge-delay", "3600"]
+    cmd = [
+        *runner,
+        "-m",
+        "bulkops.sim",
+        "--port",
+        "0",
+        "--seed-demo",
+        str(devices),
+        "--rate-limit",
+        "none",
+        "--converge-delay",
+        "3600",
+    ]
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True, env=env)
     assert proc.stdout is not None
@@ -99,8 +110,11 @@ async def bench(url: str, key: str, requests: int) -> list[tuple[str, str, str]]
     return [
         ("GET device(id)?$select=id,note, 1 task", f"{seq:,.0f} req/s", ">= 1,500 req/s"),
         ("same, 4 concurrent tasks", f"{conc:,.0f} req/s", ">= 1,500 req/s"),
-        ("PATCH device?$filter=id in (200 ids)", f"{statistics.median(patches):.1f} ms median "
-         f"({max(patches):.1f} max)", "< 20 ms"),
+        (
+            "PATCH device?$filter=id in (200 ids)",
+            f"{statistics.median(patches):.1f} ms median ({max(patches):.1f} max)",
+            "< 20 ms",
+        ),
         ("keyset page of 1,000 rows, table start", f"{statistics.median(head):.1f} ms median", ""),
         ("keyset page of 1,000 rows, table end", f"{statistics.median(tail):.1f} ms median", "not slower"),
         ("visible devices (demo key)", f"{len(ids):,}", ""),

@@ -14,8 +14,9 @@ The library API follows the pipeline::
 
 from __future__ import annotations
 
-from bulkops.apply.engine import RunControl, apply_plan, summarize
+from bulkops.apply.engine import RunControl, apply_plan
 from bulkops.apply.runner import load_run, new_run, open_client, run_plan
+from bulkops.apply.summary import summarize
 from bulkops.job.load import load_job, parse_job
 from bulkops.journal.journal import Journal
 from bulkops.model import (

@@ -38,6 +38,8 @@ class ExitCode(IntEnum):
     REFUSED_BY_GUARD = 3
     RUN_FAILED = 4
     INTERRUPTED = 5
+    AWAITING_APPROVAL = 6  # a rollout stage passed its gate; `bulkops approve RUN` starts the next
+    ROLLOUT_ABORTED = 7  # a rollout's abort rule tripped (its undo applied with on_abort = "undo")
 
 
 class BulkopsError(Exception):

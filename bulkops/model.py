@@ -14,7 +14,7 @@ from typing import Any
 
 JSONValue = Any  # str | int | float | bool | None | list | dict, as orjson gives them
 
-PLAN_FORMAT = 1
+PLAN_FORMAT = 2  # 2: the plan stores its precondition and skipped items (format 1 is read too)
 
 
 # --- job -----------------------------------------------------------------------------------------
@@ -75,6 +75,35 @@ class ApplyOptions:
     confirm_threshold: int = 10  # destructive actions above this need the count typed back
 
 
+class Missed(StrEnum):
+    """What a scheduled job does with slots that came due while no scheduler was running."""
+
+    SKIP = "skip"  # run only a slot that is on time; journal the others as skipped
+    LATEST = "latest"  # run the newest slot inside catch_up once; journal the older ones as skipped
+    ALL = "all"  # run every slot inside catch_up, oldest first, one after the other
+
+
+@dataclass(frozen=True, slots=True)
+class GrowLimit:
+    """An unattended run may change at most ``max(factor × last, last + add)`` targets, where ``last``
+    is what the job's previous run changed; a larger plan waits for approval."""
+
+    factor: float = 2.0
+    add: int = 50
+
+
+@dataclass(frozen=True, slots=True)
+class Schedule:
+    """When a job runs unattended: a 5-field cron expression read in ``timezone``."""
+
+    cron: str
+    timezone: str = "UTC"  # IANA name
+    jitter: timedelta = timedelta(0)  # each slot starts up to this much later (fixed per job and slot)
+    missed: Missed = Missed.LATEST
+    catch_up: timedelta = timedelta(hours=1)  # a slot later than this is never run
+    grow_limit: GrowLimit = field(default_factory=GrowLimit)
+
+
 @dataclass(frozen=True, slots=True)
 class Job:
     name: str
@@ -85,9 +114,100 @@ class Job:
     options: ApplyOptions = field(default_factory=ApplyOptions)
     path: str = ""
     fingerprint: str = ""  # sha256 hex of the job file's bytes
-    # Reserved for staged rollouts and scheduled jobs: kept as parsed tables until those land.
-    rollout: Mapping[str, JSONValue] | None = None
-    schedule: Mapping[str, JSONValue] | None = None
+    rollout: Rollout | None = None  # the [rollout] table: stages, gates, abort rule, approval
+    schedule: Schedule | None = None  # when the job runs unattended (``bulkops schedule``)
+
+
+# --- rollout -------------------------------------------------------------------------------------
+
+
+class OrderKind(StrEnum):
+    RANDOM = "random"  # seeded by the job name: the same job plans the same cohorts
+    TAG = "tag"  # targets with the tag KEY=VALUE first, then the rest at random
+    FIELD = "field"  # ascending by a field of the target, ties by id
+
+
+@dataclass(frozen=True, slots=True)
+class RolloutOrder:
+    kind: OrderKind = OrderKind.RANDOM
+    key: str = ""  # TAG: the tag key
+    value: str = ""  # TAG: the tag value
+    field: str = ""  # FIELD: the field name
+
+
+@dataclass(frozen=True, slots=True)
+class StageSize:
+    """One entry of ``stages``: a cumulative count of the plan's targets, or a cumulative share."""
+
+    count: int | None = None
+    share: float | None = None  # 0 < share <= 1
+
+
+@dataclass(frozen=True, slots=True)
+class RateForm:
+    """Stages made from a rate, like an exponential rollout: each stage is one minute of targets at the
+    current rate; the rate grows by ``growth`` every ``grow_after`` targets, up to ``max_per_minute``."""
+
+    start_per_minute: int
+    growth: float = 1.0
+    grow_after: int = 1
+    max_per_minute: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class AbortRule:
+    """Trips when failures > max(failures, failure_rate x attempted), once min_attempted is reached."""
+
+    failure_rate: float = 0.0
+    failures: int = 0
+    min_attempted: int = 1
+
+
+class Approve(StrEnum):
+    AUTO = "auto"
+    MANUAL = "manual"  # stop after each passing stage until `bulkops approve RUN`
+
+
+class OnAbort(StrEnum):
+    STOP = "stop"
+    UNDO = "undo"  # apply the undo of what the rollout changed
+
+
+GATE_DEFAULT = "default"
+GATE_NONE = "none"
+
+
+@dataclass(frozen=True, slots=True)
+class Rollout:
+    """The ``[rollout]`` table, validated. Times are seconds."""
+
+    stages: tuple[StageSize, ...] = ()  # empty when ``rate`` is given
+    rate: RateForm | None = None
+    order: RolloutOrder = field(default_factory=RolloutOrder)
+    wait: float = 120.0
+    gate: str = GATE_DEFAULT  # "default" | "none" | an OData filter on device
+    gate_timeout: float = 900.0
+    poll_every: float = 30.0
+    abort: AbortRule = field(default_factory=AbortRule)
+    approve: Approve = Approve.AUTO
+    on_abort: OnAbort = OnAbort.STOP
+    stop_switch: str | None = None  # fleet env var name
+
+
+@dataclass(frozen=True, slots=True)
+class RolloutProgress:
+    """A snapshot handed to the rollout callback whenever the stage, its phase or its gate changes."""
+
+    stage: int
+    stages: int
+    phase: str  # writing | waiting | gating | approval | undoing | aborted | done
+    targets: int  # of this stage
+    gate_passed: int = 0
+    gate_failed: int = 0
+    gate_pending: int = 0
+    failures: int = 0  # write and gate failures of the rollout so far
+    attempted: int = 0
+    allowed: int = 0  # failures the abort rule tolerates at this point
 
 
 # --- plan ----------------------------------------------------------------------------------------
@@ -113,7 +233,8 @@ class PlanItem:
     before: Mapping[str, JSONValue] | None  # values of the touched fields now; None = row absent
     after: Mapping[str, JSONValue] | None  # values wanted; None = row removed
     key: Mapping[str, JSONValue] = field(default_factory=dict)  # natural key, e.g. {"device": 5, "name": "X"}
-    stage: int = 0  # rollout stage; 0 until staged rollouts land
+    stage: int = 0  # rollout stage (1, 2, …); 0 when the plan is not a rollout or the item is a no-op
+    skip: str = ""  # why this item cannot be done (its target was deleted): recorded skipped, never sent
 
 
 @dataclass(frozen=True, slots=True)
@@ -138,6 +259,10 @@ class Plan:
     fleets: tuple[str, ...] = ()  # slugs of every fleet the plan targets or moves devices to
     fleet_ids: Mapping[str, int] = field(default_factory=dict)  # slug -> id of those fleets
     undo_of: str = ""  # run id when this plan undoes that run
+    # the job's target selection as a $filter on target_resource, its cut-offs fixed at plan time: every
+    # write carries it (empty: none, e.g. an undo, whose writes carry only their before-values)
+    precondition: str = ""
+    rollout: Rollout | None = None  # applied stage by stage (bulkops.apply.rollout) when set
     seal: str = ""  # HMAC of the plan's content keyed by the API token (bulkops.plan.seal); "" = unsealed
 
     def counts(self) -> dict[str, int]:
@@ -174,8 +299,11 @@ class RunState(StrEnum):
     PLANNED = "planned"
     RUNNING = "running"
     INTERRUPTED = "interrupted"
-    STOPPED = "stopped"  # stopped by a long Retry-After, a revoked token, an abort rule
+    STOPPED = "stopped"  # stopped by a long Retry-After, a revoked token, a rollout's stop switch
     DONE = "done"
+    AWAITING_APPROVAL = "awaiting_approval"  # a rollout stage passed; `bulkops approve RUN` goes on
+    PAUSED = "paused"  # a rollout gate was inconclusive (API unreachable); `bulkops resume RUN`
+    ABORTED = "aborted"  # a rollout's abort rule tripped (and its undo ran, with on_abort = "undo")
 
 
 @dataclass(frozen=True, slots=True)

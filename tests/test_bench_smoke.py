@@ -1,5 +1,5 @@
 """A smoke run of the benchmark harness at tiny sizes: every client of every scenario leaves the server
-state correct, and the harness writes its results."""
+state correct, the floors hold, and the harness writes its results."""
 
 from __future__ import annotations
 
@@ -9,8 +9,9 @@ from pathlib import Path
 import pytest
 
 from bench import run
+from bench.limits import Limit, Policy, bucket_floor, drop_floor, fixed_floor, parse_budget
 from bench.measure import Extrapolation, extrapolate, recovery, windows
-from bench.scenarios import SCENARIOS
+from bulkops.sim.ratelimit import RateLimiter
 
 pytestmark = pytest.mark.timeout(90)
 
@@ -50,38 +51,132 @@ def test_recovery_judges_windows_from_the_second_on() -> None:
     }
 
 
-def test_smoke_run_every_client_correct(tmp_path: Path) -> None:
-    """Tiny sizes and a generous limit: each client ends with every target correct on the server and
-    nothing else touched; results.md and results.json are written."""
-    out = tmp_path / "bench"
-    cfg = run.parse_args(
-        ["--devices", "30", "--plan-devices", "150", "--limit", "5000/10s", "--out", str(out)]
-    )
-    results = run.run(cfg)
-    for sc in results["scenarios"]:
-        assert [r["client"] for r in sc["runs"]] == ["loop", "async-fixed", "bulkops"]
-        for r in sc["runs"]:
-            where = f"scenario {sc['number']} {r['client']}: {r.get('log_tail')}"
+def test_floor_formulas() -> None:
+    """Fixed window (⌈N/B⌉ − 1)·W, bucket (N − burst)/rate, and the drop at a fixed time."""
+    assert [fixed_floor(n, 1000, 10.0) for n in (0, 1, 1000, 1001, 2549, 3000)] == [0, 0, 0, 10, 20, 20]
+    assert bucket_floor(2549, 100.0, 100) == pytest.approx(24.49)
+    assert bucket_floor(50, 100.0, 100) == 0.0
+    # drop at 15 s: two windows (0, 10) before it admit 2000; the rest at 500 per window from 15 s
+    assert drop_floor(2549, 1000, 10.0, 15.0, 500) == 25.0
+    assert drop_floor(2000, 1000, 10.0, 15.0, 500) == 10.0
+    assert drop_floor(2001, 1000, 10.0, 15.0, 500) == 15.0
+    assert parse_budget("1000/10s") == (1000, 10.0)
+    with pytest.raises(ValueError) as err:
+        parse_budget("ten/10s")
+    assert str(err.value) == "limit 'ten/10s': expected N/W with N a positive whole number, like 1000/10s"
+
+
+def _ideal_finish(limit: Limit, n: int) -> float:
+    """When the n-th request of a client that always retries at the earliest useful moment is admitted,
+    against the simulator's own limiter on a fake clock."""
+    now = [0.0]
+    limiter = RateLimiter(limit.spec(), clock=lambda: now[0])
+    admitted = 0
+    while admitted < n:
+        decision = limiter.check("k")
+        if decision.allowed:
+            admitted += 1
+            continue
+        nxt = now[0] + max(decision.ms_before_next / 1000, 1e-9)
+        if limit.policy is Policy.DROP and now[0] < limit.drop_at < nxt:
+            nxt = limit.drop_at
+        now[0] = nxt
+    return now[0]
+
+
+@pytest.mark.parametrize("policy", list(Policy))
+@pytest.mark.parametrize("n", [1, 40, 41, 95, 130, 201])
+def test_the_floor_is_what_an_ideal_client_reaches_against_the_simulator(policy: Policy, n: int) -> None:
+    """The floor of every policy equals the finish time of an ideal client against the simulator's
+    limiter: no client can beat it, and one that wastes nothing reaches it."""
+    limit = Limit(policy, 40, 2.0, drop_at=3.0)
+    assert _ideal_finish(limit, n) == pytest.approx(limit.floor(n), abs=1e-6)
+
+
+def _assert_correct(results: dict[str, object]) -> None:
+    for case in results["cases"]:  # type: ignore[attr-defined]
+        for r in case["runs"]:
+            where = f"{case['key']} {r['client']}: {r.get('log_tail')}"
             assert r["exit_code"] == 0, where
             assert (r["correct"], r["collateral"]) == (r["total"], 0), where
-            assert r["requests"] > 0 and r["throttled"] == 0 and r["cpu_s"] > 0 and r["peak_mb"] > 0, where
-    assert [sc["number"] for sc in results["scenarios"]] == sorted(SCENARIOS)
+            assert r["requests"] > 0 and r["cpu_s"] > 0 and r["peak_mb"] > 0, where
+            assert not r["floor_wrong"], where
+
+
+def test_smoke_run_every_client_correct(tmp_path: Path) -> None:
+    """Tiny sizes and a generous limit: each client (the SDK's only when balena-sdk is installed, else
+    skipped with the reason) ends with every target correct and nothing else touched; results.md and
+    results.json are written, with the memory runs."""
+    out = tmp_path / "bench"
     run.main(
         [
             "--devices",
-            "20",
-            "--plan-devices",
-            "60",
+            "30",
             "--limit",
             "5000/10s",
-            "--scenarios",
-            "2",
-            "--clients",
-            "loop",
+            "--policies",
+            "fixed",
+            "--memory",
+            "200",
+            "--startup-runs",
+            "1",
             "--out",
             str(out),
         ]
     )
+    results = json.loads((out / "results.json").read_text())
+    clients = list(run.CLIENTS) if run.sdk_available() else [c for c in run.CLIENTS if c != "sdk"]
+    assert results["skipped_clients"] == ({} if run.sdk_available() else {"sdk": run.SDK_MISSING})
+    assert [c["key"] for c in results["cases"]] == [
+        "set-env/30/fixed",
+        "move/30/fixed",
+        "remove-tag/30/fixed",
+    ]
+    assert all([r["client"] for r in c["runs"]] == clients for c in results["cases"])
+    _assert_correct(results)
+    assert [(m["targets"], m["step"], m["exit_code"]) for m in results["memory"]] == [
+        (200, "plan", 0),
+        (200, "apply", 0),
+    ]
+    assert [s["client"] for s in results["startup"]] == clients and all(s["ok"] for s in results["startup"])
     md = (out / "results.md").read_text()
-    assert "## Scenario 2: move the devices tagged wave=1 to another fleet (20 devices)" in md
-    assert json.loads((out / "results.json").read_text())["scenarios"][0]["runs"][0]["correct"] == 8
+    assert "## move the devices tagged wave=1 to another fleet — 30 devices, fixed window" in md
+
+
+def test_smoke_run_under_the_other_policies(tmp_path: Path) -> None:
+    """A bucket and a drop at a fixed time, with a budget small enough to bind: bulkops ends correct,
+    its floor holds (an efficiency, at most 1), and the drop happened during its run."""
+    cfg = run.parse_args(
+        [
+            "--devices",
+            "30",
+            "--limit",
+            "20/1s",
+            "--policies",
+            "bucket,drop",
+            "--drop-at",
+            "0.5",
+            "--clients",
+            "bulkops",
+            "--memory",
+            "",
+            "--startup-runs",
+            "1",
+            "--out",
+            str(tmp_path),
+        ]
+    )
+    results = run.run(cfg)
+    assert [c["key"] for c in results["cases"]] == ["set-env/30/bucket", "set-env/30/drop"]
+    _assert_correct(results)
+    drop = results["cases"][1]
+    assert all(r["drop_at_s"] < r["wall_s"] for r in drop["runs"])
+    assert all(r["efficiency"] is not None for c in results["cases"] for r in c["runs"])
+
+
+def test_extrapolation_is_never_faster_than_the_limit() -> None:
+    """Stopped 2 s after a drop to 5 per 10 s window, with a burst of 5 writes just after it and no
+    complete window to judge the pace by, the 20 writes left take at least 20 × 10/5 = 40 s more."""
+    log = [_E(100.0 + t / 10) for t in range(5)]
+    ex = extrapolate(log, started=90.0, stopped=102.0, since=100.0, needed_writes=25, width=10.0, budget=5)
+    assert ex.wall == pytest.approx(12.0 + 40.0)

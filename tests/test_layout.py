@@ -20,7 +20,8 @@ ALLOWED: dict[str, set[str]] = {
     "job": {"api", "odata", "v7"},
     "plan": {"job", "journal", "api", "odata", "v7"},
     "apply": {"plan", "job", "journal", "api", "odata", "v7"},
-    "cli": {"apply", "plan", "job", "journal", "api", "odata", "v7", "sim"},
+    "schedule": {"apply", "plan", "job", "journal", "api", "odata", "v7"},
+    "cli": {"schedule", "apply", "plan", "job", "journal", "api", "odata", "v7", "sim"},
     "sim": {"odata", "v7"},
 }
 MAX_LINES = 400

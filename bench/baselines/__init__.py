@@ -1,1 +1,1 @@
-"""The clients bulkops is compared with: a per-device loop and a fixed-concurrency aiohttp script."""
+"""The clients bulkops is compared with: balena's SDK, a per-device loop, a 16-worker aiohttp script."""

@@ -1,15 +1,14 @@
-"""What the baseline clients share: one HTTP call with the usual 429 handling, the fleet listing, and the
-per-device steps of each task, written the way balena's CLI and SDK do them.
+"""What the baseline scripts share: one HTTP call with the usual 429 handling, the listing that decides
+what to send, and the per-device request of each task.
 
-Per device:
+Both scripts first read the fleet once — ``set_env``: its devices and its variables of that name (two
+unpaged GETs); ``move``: its devices with the tag; ``remove_tag``: its tags of that key — and then send
+one request per device that is not yet as wanted:
 
-* ``set_env`` — style ``read-then-write`` (default): GET the device's variable by name; absent → POST,
-  another value → PATCH by id, the same value → nothing. Style ``sdk-upsert``: what the SDK's
-  ``envVar.set`` does — POST, and on ``409`` PATCH by the composite key (no read, no equality check).
+* ``set_env`` — absent → POST (on ``409``, created meanwhile, PATCH by the natural key); another value →
+  PATCH the variable by id; already the value → nothing.
 * ``move`` — PATCH ``device(<id>)`` with the new fleet.
-* ``remove_tag`` — DELETE ``device_tag(device=<id>,tag_key='<key>')`` for every device of the fleet.
-* ``read`` (planning only) — the fleet-wide reads a script needs before it can decide anything:
-  every device of the fleet and every variable of that name in it, each in one unpaged GET.
+* ``remove_tag`` — DELETE ``device_tag(device=<id>,tag_key='<key>')`` per tagged device.
 
 On ``429`` a request sleeps its own ``Retry-After`` (``0`` allowed, as received) and is sent again.
 """
@@ -27,7 +26,7 @@ from urllib.parse import quote
 import aiohttp
 import orjson
 
-STYLES = ("read-then-write", "sdk-upsert")
+Step = tuple[str, int, int]  # (method, device id, row id: the variable to PATCH, else 0)
 
 
 @dataclass(slots=True)
@@ -86,58 +85,60 @@ async def fleet_id(api: Api, slug: str) -> int:
     return int(rows[0]["id"])
 
 
-async def list_devices(api: Api, task: Mapping[str, str]) -> tuple[list[int], dict[str, int]]:
-    """The devices the task is about, in one unpaged GET (as the SDK lists a fleet's devices)."""
+async def list_work(api: Api, task: Mapping[str, str]) -> tuple[list[Step], dict[str, int]]:
+    """What to send, from one listing of the fleet (two for ``set_env``: its devices and its variables),
+    as a script written with care does it: nothing is sent for a device already as wanted."""
     ctx = {"fleet": await fleet_id(api, task["fleet"])}
-    filt = f"belongs_to__application eq {ctx['fleet']}"
-    if task["kind"] == "move":
-        ctx["to_fleet"] = await fleet_id(api, task["to_fleet"])
-        filt += (
-            f" and device_tag/any(t:t/tag_key eq '{task['tag_key']}' and t/value eq '{task['tag_value']}')"
-        )
-    devices = await api.rows(f"device?$select=id,uuid&$filter={q(filt)}&$orderby=id%20asc")
-    return [int(d["id"]) for d in devices], ctx
-
-
-async def set_env(api: Api, device: int, name: str, value: str, style: str) -> None:
-    resource = "device_environment_variable"
-    key = f"{resource}(device={device},name='{name}')"
-    if style == "sdk-upsert":
-        status, _ = await api.call("POST", resource, {"device": device, "name": name, "value": value})
-        if status == 409:
-            await api.call("PATCH", key, {"value": value})
-        return
-    filt = q(f"device eq {device} and name eq '{name}'")
-    rows = await api.rows(f"{resource}?$select=id,value&$filter={filt}")
-    if not rows:
-        status, _ = await api.call("POST", resource, {"device": device, "name": name, "value": value})
-        if status == 409:  # created meanwhile: write it by its key
-            await api.call("PATCH", key, {"value": value})
-    elif rows[0]["value"] != value:
-        await api.call("PATCH", f"{resource}({rows[0]['id']})", {"value": value})
-
-
-async def do_device(
-    api: Api, task: Mapping[str, str], ctx: Mapping[str, int], device: int, style: str
-) -> None:
+    fleet = ctx["fleet"]
     kind = task["kind"]
     if kind == "set_env":
-        await set_env(api, device, task["name"], task["value"], style)
+        devices = await api.rows(f"device?$select=id&$filter={q(f'belongs_to__application eq {fleet}')}")
+        filt = f"name eq '{task['name']}' and device/belongs_to__application eq {fleet}"
+        rows = await api.rows(f"device_environment_variable?$select=id,device,value&$filter={q(filt)}")
+        current = {int(r["device"]["__id"]): (int(r["id"]), str(r["value"])) for r in rows}
+        steps: list[Step] = []
+        for d in devices:
+            device = int(d["id"])
+            row = current.get(device)
+            if row is None:
+                steps.append(("POST", device, 0))
+            elif row[1] != task["value"]:
+                steps.append(("PATCH", device, row[0]))
+        return steps, ctx
+    if kind == "move":
+        ctx["to_fleet"] = await fleet_id(api, task["to_fleet"])
+        filt = (
+            f"belongs_to__application eq {fleet} and device_tag/any(t:t/tag_key eq '{task['tag_key']}' "
+            f"and t/value eq '{task['tag_value']}')"
+        )
+        devices = await api.rows(f"device?$select=id&$filter={q(filt)}&$orderby=id%20asc")
+        return [("PATCH", int(d["id"]), 0) for d in devices], ctx
+    if kind == "remove_tag":
+        filt = f"tag_key eq '{task['tag_key']}' and device/belongs_to__application eq {fleet}"
+        tags = await api.rows(f"device_tag?$select=device&$filter={q(filt)}&$orderby=device%20asc")
+        return [("DELETE", int(t["device"]["__id"]), 0) for t in tags], ctx
+    raise ValueError(f"unknown task kind {kind!r}; accepted: set_env, move, remove_tag")
+
+
+async def do_step(api: Api, task: Mapping[str, str], ctx: Mapping[str, int], step: Step) -> None:
+    """One device's one request (a POST that meets a 409, created meanwhile, is written by its key)."""
+    method, device, row = step
+    kind = task["kind"]
+    if kind == "set_env" and method == "POST":
+        resource = "device_environment_variable"
+        body = {"device": device, "name": task["name"], "value": task["value"]}
+        status, _ = await api.call("POST", resource, body)
+        if status == 409:
+            await api.call(
+                "PATCH", f"{resource}(device={device},name='{task['name']}')", {"value": task["value"]}
+            )
+    elif kind == "set_env":
+        await api.call("PATCH", f"device_environment_variable({row})", {"value": task["value"]})
     elif kind == "move":
         await api.call("PATCH", f"device({device})", {"belongs_to__application": ctx["to_fleet"]})
-    elif kind == "remove_tag":
-        await api.call("DELETE", f"device_tag(device={device},tag_key='{task['tag_key']}')")
     else:
-        raise ValueError(f"unknown task kind {kind!r}")
+        await api.call("DELETE", f"device_tag(device={device},tag_key='{task['tag_key']}')")
     api.counters.devices += 1
-
-
-async def read_all(api: Api, task: Mapping[str, str]) -> None:
-    """Planning only: every device of the fleet and every variable of the name there, unpaged."""
-    fleet = await fleet_id(api, task["fleet"])
-    await api.rows(f"device?$select=id,uuid&$filter={q(f'belongs_to__application eq {fleet}')}")
-    filt = f"name eq '{task['name']}' and device/belongs_to__application eq {fleet}"
-    await api.rows(f"device_environment_variable?$select=id,device,value&$filter={q(filt)}")
 
 
 def session(api_key: str, connections: int) -> aiohttp.ClientSession:

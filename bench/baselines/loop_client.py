@@ -1,10 +1,10 @@
-"""The "loop" baseline: one device at a time, the way the balena CLI and SDK do fleet-wide changes.
+"""The "loop" baseline: one device at a time over one keep-alive connection, after one listing.
 
-    BALENA_API_KEY=... python -m bench.loop_client --api-url URL --task '{"kind": "set_env", ...}'
+    BALENA_API_KEY=... python -m bench.baselines.loop_client --api-url URL --task '{"kind": "set_env", ...}'
 
-It lists the fleet's devices in one GET, then handles each device in turn over one keep-alive
-connection (see ``bench/baseline.py`` for the per-device steps); a ``429`` sleeps ``Retry-After`` and
-sends the same request again. At the end it prints its own counters as one JSON line.
+It reads the fleet once (``bench/baselines/common.py``), then sends each device's request in turn; a
+``429`` sleeps ``Retry-After`` and sends the same request again. At the end it prints its own counters
+as one JSON line.
 """
 
 from __future__ import annotations
@@ -15,19 +15,16 @@ import json
 import os
 import time
 
-from bench.baselines.common import STYLES, Api, Counters, do_device, list_devices, read_all, report, session
+from bench.baselines.common import Api, Counters, do_step, list_work, report, session
 
 
-async def main(api_url: str, api_key: str, task: dict[str, str], style: str) -> Counters:
+async def main(api_url: str, api_key: str, task: dict[str, str]) -> Counters:
     counters = Counters()
     async with session(api_key, connections=1) as http:
         api = Api(http, api_url, counters)
-        if task["kind"] == "read":
-            await read_all(api, task)
-            return counters
-        devices, ctx = await list_devices(api, task)
-        for device in devices:
-            await do_device(api, task, ctx, device, style)
+        steps, ctx = await list_work(api, task)
+        for step in steps:
+            await do_step(api, task, ctx, step)
     return counters
 
 
@@ -35,12 +32,9 @@ def cli() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--api-url", required=True)
     parser.add_argument("--task", required=True, help="the task as JSON (bench.scenarios.Task)")
-    parser.add_argument("--style", choices=STYLES, default=STYLES[0], help="set_env per device")
     args = parser.parse_args()
     started = time.monotonic()
-    counters = asyncio.run(
-        main(args.api_url, os.environ["BALENA_API_KEY"], json.loads(args.task), args.style)
-    )
+    counters = asyncio.run(main(args.api_url, os.environ["BALENA_API_KEY"], json.loads(args.task)))
     report(counters, time.monotonic() - started)
 
 

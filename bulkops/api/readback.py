@@ -1,4 +1,4 @@
-"""Reading rows back to decide outcomes: after a batch, before a checked batch, and on resume.
+"""Reading rows back to decide outcomes: after a write, on resume, and when an undo or retry is planned.
 
 The server reports no per-row result, so the current value of every addressed row decides:
 equals the after-value (or the row is gone, for a delete) → applied; still the before-value → not
@@ -12,7 +12,7 @@ from enum import StrEnum
 from typing import TYPE_CHECKING, Any
 
 from bulkops.model import ChangeKind, PlanItem
-from bulkops.odata.ast import and_, eq, in_
+from bulkops.odata.ast import Node, and_, eq, in_
 from bulkops.v7 import actions
 
 if TYPE_CHECKING:
@@ -81,9 +81,12 @@ async def read_by_key(client: Client, items: Sequence[PlanItem]) -> dict[int, An
     return out
 
 
-async def current_states(client: Client, items: Mapping[int, PlanItem]) -> dict[int, State]:
-    """The state of each item (by plan index), reading as few GETs as possible."""
-    out: dict[int, State] = {}
+async def current_rows(
+    client: Client, items: Mapping[int, PlanItem]
+) -> dict[int, tuple[State, Mapping[str, Any] | None]]:
+    """The state of each item (by plan index) and the row it was read from (None when absent), reading
+    as few GETs as possible."""
+    out: dict[int, tuple[State, Mapping[str, Any] | None]] = {}
     by_resource: dict[tuple[str, bool], list[int]] = {}
     for idx, it in items.items():
         by_resource.setdefault((it.resource, it.kind is ChangeKind.CREATE), []).append(idx)
@@ -97,12 +100,31 @@ async def current_states(client: Client, items: Mapping[int, PlanItem]) -> dict[
                 found = await read_by_key(client, [items[i] for i in members])
                 for i in members:
                     owner = next(v for v in items[i].key.values() if isinstance(v, int))
-                    out[i] = classify(items[i], found.get(owner))
+                    row = found.get(owner)
+                    out[i] = (classify(items[i], row), row)
             continue
         fields = sorted({f for i in indices for f in _fields(items[i])})
         row_ids = [items[i].row_id for i in indices]
         rows = await read_rows(client, resource, [r for r in row_ids if r is not None], fields)
         for i in indices:
             row_id = items[i].row_id
-            out[i] = classify(items[i], rows.get(row_id) if row_id is not None else None)
+            row = rows.get(row_id) if row_id is not None else None
+            out[i] = (classify(items[i], row), row)
+    return out
+
+
+async def current_states(client: Client, items: Mapping[int, PlanItem]) -> dict[int, State]:
+    """The state of each item (by plan index), reading as few GETs as possible."""
+    return {i: state for i, (state, _) in (await current_rows(client, items)).items()}
+
+
+async def matching(
+    client: Client, resource: str, ids: Sequence[int], condition: Node | None = None
+) -> set[int]:
+    """Which of ``ids`` exist (and match ``condition``, when given), in GETs of up to READ_CHUNK ids."""
+    out: set[int] = set()
+    for start in range(0, len(ids), READ_CHUNK):
+        part = list(ids[start:start + READ_CHUNK])
+        rows = await client.get(resource, filter=and_(in_("id", part), condition), select=("id",))
+        out.update(int(r["id"]) for r in rows)
     return out

@@ -1,17 +1,20 @@
 """Plan → server: batches and creates through a worker pool, every step journaled, every item an outcome.
 
 Order of work: items left 'sent' by an earlier, interrupted run are read back first; then the pending
-items are cut into units (:mod:`bulkops.batches`) and fed by a producer through a bounded memory
+items are cut into units (:mod:`bulkops.apply.units`) and fed by a producer through a bounded memory
 object stream to the workers. Each unit journals its request before sending it and its answer and
-outcomes after. A failed item is an outcome; only a fatal error (token refused, a Retry-After above
-the bound, the journal failing) or a stop request ends the run early: dispatch stops, requests in
-flight get ``grace`` seconds to finish, the rest stays pending for ``bulkops resume``.
+outcomes after. Every PATCH and DELETE is conditional (:mod:`bulkops.apply.conditions`) and read back
+once; what it left alone is explained (:mod:`bulkops.apply.drift`). A failed item is an outcome; a write
+whose read-back failed stays 'sent' (the change may be on the server) and the run stops for ``resume``
+to read it. Only a fatal error (token refused, a Retry-After above the bound, the journal failing) or a
+stop request ends the run early: dispatch stops, requests in flight get ``grace`` seconds to finish,
+the rest stays pending for ``bulkops resume``.
 """
 
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Awaitable, Callable, Collection, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 import anyio
@@ -20,26 +23,34 @@ from anyio.streams.memory import MemoryObjectReceiveStream
 
 from bulkops.api import readback
 from bulkops.api.readback import State
-from bulkops.apply.units import Unit, UnitKind, id_filter, make_units
+from bulkops.apply import drift
+from bulkops.apply.conditions import Selection
+from bulkops.apply.units import Unit, UnitKind, make_units
 from bulkops.errors import (
     AuthError,
     BulkopsError,
     ConflictError,
+    InputError,
     JournalError,
     RemoteError,
     RetryAfterTooLongError,
 )
 from bulkops.journal.journal import DONE, SENT, Journal, Outcomes
-from bulkops.model import ChangeKind, ItemResult, Outcome, Plan, PlanItem, Progress, RunState, RunSummary
+from bulkops.model import ChangeKind, Outcome, Plan, PlanItem, Progress, RunState, RunSummary
 from bulkops.odata.ast import Node, and_, eq
 from bulkops.odata.render import render
+from bulkops.plan.guards import noun
 
 if TYPE_CHECKING:
     from bulkops.api.client import Client
 
+from bulkops.apply.summary import summarize
+
 log = structlog.get_logger("bulkops.apply")
 FATAL = (AuthError, RetryAfterTooLongError, JournalError)
 ProgressCallback = Callable[[Progress], None]
+RecordCallback = Callable[[Sequence[Outcomes]], None]  # every batch of outcomes, as it is journaled
+BeforeUnit = Callable[[], Awaitable[None]]  # awaited before each unit is dispatched; may call control.stop()
 
 
 class RunControl:
@@ -66,11 +77,16 @@ def _describe(resource: str, filt: Node | None) -> str:
 
 class _Engine:
     def __init__(self, plan: Plan, client: Client, journal: Journal, on_progress: ProgressCallback | None,
-                 control: RunControl) -> None:
+                 control: RunControl, *, only: Collection[int] | None = None,
+                 on_record: RecordCallback | None = None, before_unit: BeforeUnit | None = None) -> None:
         self.plan, self.client, self.journal = plan, client, journal
         self.items: tuple[PlanItem, ...] = plan.items
         self.on_progress, self.control = on_progress, control
+        self.selection = Selection.of(plan.target_resource, plan.precondition)
+        self.only = None if only is None else frozenset(only)  # the item indices this apply may dispatch
+        self.on_record, self.before_unit = on_record, before_unit
         self.fatal: BaseException | None = None
+        self.unread_error = ""  # the last read-back that failed after a write was answered
         self.done = 0
         self.started = time.monotonic()
 
@@ -81,6 +97,8 @@ class _Engine:
             return
         self.journal.record(outcomes)
         self.done += len(outcomes)
+        if self.on_record is not None:
+            self.on_record(outcomes)
         for o in outcomes:
             if o.outcome is not Outcome.APPLIED:
                 log.info("bulkops.apply.item", index=o.index, outcome=o.outcome.value, status=o.status,
@@ -90,16 +108,18 @@ class _Engine:
             self.on_progress(Progress(self.done, len(self.items), stats.requests, stats.throttled,
                                       time.monotonic() - self.started))
 
-    def _outcome(self, i: int, state: State, status: int | None, err: BaseException | None) -> Outcomes:
-        it = self.items[i]
-        if state is State.IN_PLACE:
-            return Outcomes(i, Outcome.APPLIED, status)
-        if state is State.GONE:
-            return Outcomes(i, Outcome.DRIFTED, status, "the row no longer exists")
-        if state is State.DRIFTED:
-            return Outcomes(i, Outcome.DRIFTED, status, "its value is no longer the planned before-value")
-        reason = str(err) if err is not None else f"the server did not apply the {it.kind.value}"
-        return Outcomes(i, Outcome.FAILED, status if err is None else getattr(err, "status", status), reason)
+    def _outcome(self, i: int, state: State, row: Mapping[str, Any] | None, status: int | None,
+                 err: BaseException | None) -> Outcomes:
+        return drift.outcome(i, self.items[i], state, row, status=status, err=err)
+
+    def _unread(self, indices: tuple[int, ...], exc: RemoteError, err: BaseException | None) -> None:
+        """A read-back after a write failed. A write the server refused changed nothing: failed, with the
+        refusal. Otherwise the change may be on the server: the items stay 'sent' for resume to read."""
+        if isinstance(err, RemoteError) and err.status is not None and not 200 <= err.status < 300:
+            self.record([Outcomes(i, Outcome.FAILED, err.status, str(err)) for i in indices])
+            return
+        self.unread_error = str(exc)
+        log.warning("bulkops.apply.unread", items=len(indices), reason=str(exc))
 
     # --- requests --------------------------------------------------------------------------------
 
@@ -108,11 +128,11 @@ class _Engine:
         if isinstance(exc, RemoteError):
             self.journal.mark_answered(attempt, status=exc.status, error=str(exc))
 
-    async def _send(
-        self, unit: Unit, indices: tuple[int, ...], filt: Node
-    ) -> tuple[int | None, BaseException | None]:
+    async def _send(self, unit: Unit) -> tuple[int | None, BaseException | None]:
         method = "DELETE" if unit.change is ChangeKind.DELETE else "PATCH"
-        attempt = self.journal.mark_sent(indices, method=method, path=_describe(unit.resource, filt))
+        filt = unit.filter
+        assert filt is not None
+        attempt = self.journal.mark_sent(unit.indices, method=method, path=_describe(unit.resource, filt))
         try:
             if unit.change is ChangeKind.DELETE:
                 await self.client.delete(unit.resource, filter=filt)
@@ -129,28 +149,35 @@ class _Engine:
         return 200, None
 
     async def _batch(self, unit: Unit) -> None:
-        indices = unit.indices
-        outcomes: list[Outcomes] = []
-        if unit.kind is UnitKind.CHECKED:
-            states = await readback.current_states(self.client, {i: self.items[i] for i in indices})
-            ready = []
-            for i in indices:
-                if states[i] is State.AS_PLANNED:
-                    ready.append(i)
-                elif states[i] is State.IN_PLACE:
-                    already = Outcome.APPLIED if self.items[i].kind is ChangeKind.DELETE else Outcome.NOOP
-                    outcomes.append(Outcomes(i, already, None, None))
-                else:
-                    outcomes.append(self._outcome(i, states[i], None, None))
-            self.record(outcomes)
-            outcomes = []
-            indices = tuple(ready)
-            if not indices:
-                return
-        row_ids = [self.items[i].row_id or 0 for i in indices]
-        status, err = await self._send(unit, indices, id_filter(row_ids, unit.condition))
-        after = await readback.current_states(self.client, {i: self.items[i] for i in indices})
-        self.record([self._outcome(i, after[i], status, err) for i in indices])
+        """One conditional write, then one read-back: the server itself left alone what changed."""
+        if unit.kind is UnitKind.UNCOMPARABLE:
+            self.record([Outcomes(i, Outcome.FAILED, None, drift.UNCOMPARABLE) for i in unit.indices])
+            return
+        status, err = await self._send(unit)
+        items = {i: self.items[i] for i in unit.indices}
+        try:
+            found = await readback.current_rows(self.client, items)
+        except FATAL:
+            raise
+        except RemoteError as exc:
+            self._unread(unit.indices, exc, err)
+            return
+        unexplained = {i: items[i] for i, (state, _) in found.items()
+                       if state is State.AS_PLANNED and err is None and self.selection is not None}
+        self.record([self._outcome(i, state, row, status, err) for i, (state, row) in found.items()
+                     if i not in unexplained])
+        if not unexplained:
+            return
+        assert self.selection is not None
+        try:
+            reasons = await drift.explain(self.client, self.selection, unexplained)
+        except FATAL:
+            raise
+        except RemoteError as exc:
+            self._unread(tuple(unexplained), exc, None)
+            return
+        self.record([Outcomes(i, Outcome.DRIFTED, status, reasons[i]) if i in reasons
+                     else self._outcome(i, State.AS_PLANNED, None, status, None) for i in unexplained])
 
     async def _create(self, unit: Unit) -> None:
         (i,) = unit.indices
@@ -167,27 +194,34 @@ class _Engine:
             self.journal.mark_answered(attempt, status=409, error=str(exc))
             # refused at the very first POST this run ever sent for it: the row was there already
             theirs = before == 0 and getattr(exc, "attempts", 1) == 1
-            await self._resolve_create(i, 409, exc, theirs=theirs)
+            await self._settle_create(i, 409, exc, None, theirs=theirs)
             return
         except RemoteError as exc:
             self.journal.mark_answered(attempt, status=exc.status, error=str(exc))
-            await self._resolve_create(i, exc.status, exc)
+            await self._settle_create(i, exc.status, exc, exc)
             return
         self.journal.mark_answered(attempt, status=201)
         self.record([Outcomes(i, Outcome.APPLIED, 201)])
 
-    async def _resolve_create(self, i: int, status: int | None, exc: RemoteError, *,
-                              theirs: bool = False) -> None:
+    async def _settle_create(self, i: int, status: int | None, exc: RemoteError, refusal: RemoteError | None,
+                             *, theirs: bool = False) -> None:
         """After a 409 or an unanswered POST: read the row by its natural key. ``theirs``: the row existed
         before this run sent anything for it, so a row as planned is a no-op, not this run's doing."""
         it = self.items[i]
         filt = and_(*[eq(k, v) for k, v in sorted(it.key.items())])
-        rows = await self.client.get(it.resource, filter=filt, select=("id", "value"))
-        state = readback.classify(it, rows[0] if rows else None)
+        try:
+            rows = await self.client.get(it.resource, filter=filt, select=("id", "value"))
+        except FATAL:
+            raise
+        except RemoteError as read_error:  # a 409 means a row exists: maybe ours; resume reads it
+            self._unread((i,), read_error, refusal)
+            return
+        row = rows[0] if rows else None
+        state = readback.classify(it, row)
         if state is State.IN_PLACE:
             self.record([Outcomes(i, Outcome.NOOP if theirs else Outcome.APPLIED, status)])
         elif state is State.DRIFTED:
-            self.record([Outcomes(i, Outcome.DRIFTED, status, "a row with another value exists")])
+            self.record([self._outcome(i, state, row, status, None)])
         else:
             self.record([Outcomes(i, Outcome.FAILED, status, str(exc))])
 
@@ -202,20 +236,26 @@ class _Engine:
                 self.fatal = exc
             log.warning("bulkops.apply.stopped", reason=str(exc))
             self.control.stop()
-        except RemoteError as exc:  # a read-back failed: the items' outcomes are not known
-            left = [i for i in unit.indices if self.journal.item_state(i) != DONE]
-            self.record([Outcomes(i, Outcome.FAILED, exc.status, f"could not read back: {exc}")
-                         for i in left])
 
     # --- the run ---------------------------------------------------------------------------------
 
     async def _resume_sent(self, sent: list[int]) -> None:
         """Items whose request was sent but never answered: read back; retry only what is not in place."""
-        states = await readback.current_states(self.client, {i: self.items[i] for i in sent})
-        again = [i for i in sent if states[i] is State.AS_PLANNED]
+        found = await readback.current_rows(self.client, {i: self.items[i] for i in sent})
+        again = [i for i in sent if found[i][0] is State.AS_PLANNED]
         self.journal.reset(again)
-        self.record([self._outcome(i, s, None, None) for i, s in states.items() if s is not State.AS_PLANNED])
+        self.record([self._outcome(i, state, row, None, None) for i, (state, row) in found.items()
+                     if state is not State.AS_PLANNED])
         log.info("bulkops.apply.resumed", read_back=len(sent), retry=len(again))
+
+    def _skip(self) -> None:
+        """Items the plan marks skipped (an undo or retry of a target deleted since): recorded, never sent."""
+        reasons = {i: it.skip for i, it in enumerate(self.items) if it.skip}
+        if not reasons:
+            return
+        have = {j.index: j.outcome for j in self.journal.items()}
+        self.journal.record([Outcomes(i, Outcome.SKIPPED, None, why) for i, why in reasons.items()
+                             if have.get(i) is not Outcome.SKIPPED])
 
     async def _worker(self, receive: MemoryObjectReceiveStream[Unit]) -> None:
         async with receive:
@@ -238,14 +278,19 @@ class _Engine:
                 outer.cancel_scope.cancel()
 
     async def _dispatch(self) -> None:
+        self._skip()
         states = self.journal.states()
         self.done = sum(1 for state in states.values() if state == DONE)
-        sent = [index for index, state in states.items() if state == SENT]
+        mine = self.only
+        sent = [index for index, state in states.items()
+                if state == SENT and not self.items[index].skip and (mine is None or index in mine)]
         if sent:
             await self._resume_sent(sent)
             states = self.journal.states()
-        pending = [index for index, state in states.items() if state != DONE]
-        units = make_units(self.items, pending, self.plan.options.batch_size, self.client.url_length)
+        pending = [index for index, state in states.items()
+                   if state != DONE and not self.items[index].skip and (mine is None or index in mine)]
+        units = make_units(self.items, pending, self.plan.options.batch_size, self.client.url_length,
+                           selection=self.selection)
         log.info("bulkops.apply.start", pending=len(pending), units=len(units))
         workers = max(1, min(self.plan.options.max_concurrency, len(units)))
         send, receive = anyio.create_memory_object_stream[Unit](workers)
@@ -255,48 +300,89 @@ class _Engine:
             receive.close()
             async with send:
                 for unit in units:
+                    if self.before_unit is not None:
+                        await self.before_unit()
                     if self.control.stop_requested.is_set():
                         break
                     await send.send(unit)
 
+    def final_state(self) -> tuple[RunState, str]:
+        """How the run ended: stopped by a fatal error, interrupted, stopped with writes not read back,
+        or done."""
+        if self.fatal is not None:
+            return RunState.STOPPED, str(self.fatal)
+        states = self.journal.states()
+        left = [i for i, state in states.items() if state != DONE]
+        if not left:
+            return RunState.DONE, ""
+        if self.control.stop_requested.is_set():
+            return RunState.INTERRUPTED, "stop requested: dispatch stopped, journal flushed"
+        mine = left if self.only is None else [i for i in left if i in self.only]
+        sent = sum(1 for i in mine if states[i] == SENT)
+        why = f" ({self.unread_error})" if self.unread_error else ""
+        if sent:
+            return RunState.STOPPED, (f"{noun('target', sent)} {'was' if sent == 1 else 'were'} written but "
+                                      f"could not be read back; resume the run to read them back{why}")
+        if self.only is not None and not mine:
+            return RunState.RUNNING, ""  # one stage of a rollout is done: the rollout decides what follows
+        return RunState.STOPPED, f"{noun('target', len(mine))} not attempted{why}"
+
+
+def _leaf(exc: BaseException) -> BaseException:
+    """The one exception inside (nested) single-exception groups; the group itself otherwise."""
+    while isinstance(exc, BaseExceptionGroup) and len(exc.exceptions) == 1:
+        exc = exc.exceptions[0]
+    return exc
+
 
 async def apply_plan(
     plan: Plan, client: Client, journal: Journal, *, on_progress: ProgressCallback | None = None,
-    control: RunControl | None = None,
+    control: RunControl | None = None, only: Collection[int] | None = None,
+    on_record: RecordCallback | None = None, before_unit: BeforeUnit | None = None,
 ) -> RunSummary:
     """Apply ``plan`` (already checked by :func:`bulkops.guards.check_apply`), recording everything in
-    ``journal``. Also resumes: items the journal has done are skipped, 'sent' ones read back first."""
+    ``journal``. Also resumes: items the journal has done are skipped, 'sent' ones read back first.
+
+    Whatever happens, the run ends with a state and its lock released: an exception nothing expected
+    leaves it ``stopped`` (``internal error: …``) and reaches the caller; cancellation leaves it
+    ``interrupted``.
+
+
+    ``only`` limits the apply to those item indices (one rollout stage; the run stays ``running`` while
+    other items are left); ``on_record`` sees every batch of outcomes as it is journaled; ``before_unit``
+    is awaited before each unit is dispatched. A rollout plan is applied by
+    :func:`bulkops.apply.rollout.apply_rollout`, stage by stage, never here in one go."""
+    if plan.rollout is not None and only is None:
+        raise InputError("the plan is a staged rollout: apply it with run_plan or apply_rollout, which run "
+                         "one stage at a time with its gates")
     control = control or RunControl()
-    engine = _Engine(plan, client, journal, on_progress, control)
+    engine = _Engine(plan, client, journal, on_progress, control, only=only, on_record=on_record,
+                     before_unit=before_unit)
     journal.lock()
-    journal.set_state(RunState.RUNNING)
     started = time.monotonic()
+    state, message = RunState.STOPPED, "internal error"
     try:
-        await engine.run()
-    except* BulkopsError as group:
-        engine.fatal = engine.fatal or group.exceptions[0]
-    if engine.fatal is not None:
-        state, message = RunState.STOPPED, str(engine.fatal)
-    elif control.stop_requested.is_set() and any(state != DONE for state in journal.states().values()):
-        state, message = RunState.INTERRUPTED, "stop requested: dispatch stopped, journal flushed"
-    else:
-        state, message = RunState.DONE, ""
-    journal.set_state(state, message)
-    journal.unlock()
+        journal.set_state(RunState.RUNNING)
+        try:
+            await engine.run()
+        except* BulkopsError as group:
+            engine.fatal = engine.fatal or group.exceptions[0]
+        state, message = engine.final_state()
+    except BaseException as exc:
+        leaf = _leaf(exc)
+        if isinstance(leaf, anyio.get_cancelled_exc_class() | KeyboardInterrupt):
+            state, message = RunState.INTERRUPTED, "cancelled: dispatch stopped, journal flushed"
+            raise
+        state, message = RunState.STOPPED, (
+            str(leaf) if isinstance(leaf, BulkopsError) else f"internal error: {type(leaf).__name__}: {leaf}")
+        log.error("bulkops.apply.crashed", error=message)  # noqa: TRY400 - the caller gets the traceback
+        if leaf is not exc and isinstance(leaf, Exception):
+            raise leaf from exc
+        raise
+    finally:
+        try:
+            journal.set_state(state, message)
+        finally:
+            journal.unlock()
     return summarize(journal, client_stats=client.statistics(), elapsed=time.monotonic() - started,
                      state=state, message=message)
-
-
-def summarize(journal: Journal, *, client_stats: Any = None, elapsed: float = 0.0,
-              state: RunState | None = None, message: str | None = None) -> RunSummary:
-    results = tuple(
-        ItemResult(j.index, j.target_id, j.label, j.outcome or Outcome.NOT_ATTEMPTED, j.status, j.attempts,
-                   j.error)
-        for j in journal.items()
-    )
-    counts: Mapping[str, int] = journal.counts()
-    return RunSummary(
-        run_id=journal.run_id, state=state or journal.state(), counts=counts, results=results,
-        requests=getattr(client_stats, "requests", 0), throttled=getattr(client_stats, "throttled", 0),
-        elapsed=elapsed, message=journal.message() if message is None else message,
-    )

@@ -10,17 +10,21 @@ from contextlib import asynccontextmanager
 from pathlib import Path
 
 import anyio
+import structlog
 
 from bulkops.api.client import Client
 from bulkops.api.limiter import AdaptiveLimiter
 from bulkops.apply.engine import RunControl, apply_plan
-from bulkops.errors import AuthError, GuardError
+from bulkops.apply.rollout import RolloutCallback, apply_rollout
+from bulkops.errors import AuthError, GuardError, RemoteError
 from bulkops.journal.journal import Journal
 from bulkops.journal.plans import PlanClaim
 from bulkops.journal.runs import PLAN_FILE, new_id, start_run
 from bulkops.model import ApplyOptions, Plan, Progress, RunSummary
 from bulkops.plan.file import plan_chunks, read_plan
 from bulkops.plan.seal import plan_digest
+
+log = structlog.get_logger("bulkops.apply")
 
 
 @asynccontextmanager
@@ -54,15 +58,21 @@ async def _watch_signals(control: RunControl, notify: Callable[[str], None]) -> 
 async def run_plan(
     plan: Plan, client: Client, journal: Journal, *, on_progress: Callable[[Progress], None] | None = None,
     control: RunControl | None = None, handle_signals: bool = True,
-    notify: Callable[[str], None] | None = None,
+    notify: Callable[[str], None] | None = None, on_rollout: RolloutCallback | None = None,
 ) -> RunSummary:
-    """``apply_plan`` with SIGINT/SIGTERM turned into a clean stop (second signal: stop at once)."""
+    """``apply_plan`` with SIGINT/SIGTERM turned into a clean stop (second signal: stop at once); a
+    rollout plan goes through ``apply_rollout``, stage by stage, its steps told through ``notify``."""
     control = control or RunControl()
     say = notify or (lambda msg: print(f"\nbulkops: {msg}", file=sys.stderr))
     async with anyio.create_task_group() as tg:
         if handle_signals:
             tg.start_soon(_watch_signals, control, say)
-        summary = await apply_plan(plan, client, journal, on_progress=on_progress, control=control)
+        if plan.rollout is not None:
+            summary = await apply_rollout(
+                plan, client, journal, new_run=new_run, on_progress=on_progress, on_rollout=on_rollout,
+                control=control, notify=notify or (lambda msg: print(f"bulkops: {msg}", file=sys.stderr)))
+        else:
+            summary = await apply_plan(plan, client, journal, on_progress=on_progress, control=control)
         tg.cancel_scope.cancel()
     return summary
 
@@ -106,9 +116,12 @@ def load_run(directory: Path) -> tuple[Plan, Journal]:
 
 async def verify_token(client: Client, plan: Plan) -> None:
     """One cheap GET (one id of the plan's resource) before the first write: a token the API refuses
-    stops here, having changed nothing, instead of costing a refused write per worker."""
+    stops here, having changed nothing, instead of costing a refused write per worker. Any other failure
+    of that GET (an outage, a 5xx) says nothing about the token: the run goes on and meets it as before."""
     try:
         await client.get(plan.target_resource, select=("id",), top=1)
     except AuthError as exc:
         raise AuthError(f"{exc.detail} (checked before the first write: nothing was changed)",
                         method=exc.method, url=exc.url, status=exc.status) from None
+    except RemoteError as exc:
+        log.warning("bulkops.apply.token_check_inconclusive", status=exc.status, error=str(exc))

@@ -1,10 +1,15 @@
 """Cutting pending plan items into units of work for the apply pool.
 
-* ``CONDITIONAL``: one PATCH or DELETE on ``id in (…) and <field> eq <before> …`` for items that share
-  resource, before- and after-values; the before condition makes drift protection atomic.
-* ``CHECKED``: items that share resource and after-values but whose before-values are too varied to
-  be worth a request each: read first (one GET), then one PATCH/DELETE on the ids still as planned.
-* ``CREATE``: one POST per item, through the worker pool.
+Every PATCH and DELETE is conditional (:mod:`bulkops.apply.conditions`): its filter pins the ids and
+carries the planned before-values and the job's target selection, so the server itself leaves alone a
+row changed since the plan. There is no read before a write.
+
+* ``CONDITIONAL``: items sharing resource, before- and after-values (at least ``MIN_CONDITIONAL`` of
+  them, or a delete with no before-values): ``id in (…) and <before> and <selection>``.
+* ``GROUPED``: the items whose before-values are shared by fewer: one write for several before-values,
+  ``((id in (1,3) and value eq 'a') or (id in (2) and value eq 'b')) and <selection>``.
+* ``CREATE``: one POST per item, through the worker pool (balena has no conditional create).
+* ``UNCOMPARABLE``: items whose before-value no filter can compare (a JSON object): never sent.
 
 Batches hold up to ``batch_size`` ids and shrink until the request line fits ``URL_BUDGET`` bytes
 (balena answers 431 above about 16 KB).
@@ -14,23 +19,27 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-from decimal import Decimal
 from enum import StrEnum
 from typing import Any
 
 import orjson
 
 from bulkops.api.urls import URL_BUDGET
+from bulkops.apply.conditions import Selection, Uncomparable, before_condition, write_filter
+from bulkops.errors import PlanFileError
 from bulkops.model import ChangeKind, PlanItem
-from bulkops.odata.ast import Node, and_, eq, in_
+from bulkops.odata.ast import Node
 
-MIN_CONDITIONAL = 10  # items sharing one before-value that get their own conditional batches
+MIN_CONDITIONAL = 10  # items sharing one before-value that get batches of their own
+MAX_TERMS = 100  # before-value terms OR'd in one write (balena was seen to take 150)
+UrlLength = Callable[[str, Node | None], int]
 
 
 class UnitKind(StrEnum):
     CONDITIONAL = "conditional"
-    CHECKED = "checked"
+    GROUPED = "grouped"
     CREATE = "create"
+    UNCOMPARABLE = "uncomparable"
 
 
 @dataclass(frozen=True, slots=True)
@@ -40,59 +49,62 @@ class Unit:
     resource: str
     indices: tuple[int, ...]
     after: Mapping[str, Any] | None  # the PATCH body (CHANGE), the POST value (CREATE)
-    condition: Node | None  # the before-value condition of a CONDITIONAL unit
+    filter: Node | None  # the write's whole $filter (CONDITIONAL, GROUPED)
 
 
 def _frozen(value: Mapping[str, Any] | None) -> bytes:
     return orjson.dumps(value, option=orjson.OPT_SORT_KEYS)
 
 
-def condition(before: Mapping[str, Any] | None) -> Node | None:
-    """``f1 eq v1 and f2 eq v2`` for filterable before-values; None when there is nothing to compare
-    or a value cannot be compared in a filter (JSON objects, lists)."""
-    if not before:
-        return None
-    parts: list[Node] = []
-    for name, raw in sorted(before.items()):
-        value = Decimal(str(raw)) if isinstance(raw, float) else raw
-        if value is not None and not isinstance(value, str | int | bool | Decimal):
-            return None
-        parts.append(eq(name, value))
-    return and_(*parts)
-
-
-def _filterable(before: Mapping[str, Any] | None) -> bool:
-    return not before or condition(before) is not None
-
-
-def id_filter(row_ids: Sequence[int], cond: Node | None = None) -> Node:
-    return and_(in_("id", row_ids), cond)
-
-
 def chunks(
-    resource: str, rows: Sequence[tuple[int, int]], batch_size: int, cond: Node | None,
-    url_length: Callable[[str, Node | None], int],
-) -> list[tuple[int, ...]]:
-    """Split ``(index, row_id)`` pairs into batches of at most ``batch_size`` that fit the URL budget."""
-    out: list[tuple[int, ...]] = []
+    resource: str, rows: Sequence[tuple[int, int, Node | None]], batch_size: int, guard: Node | None,
+    url_length: UrlLength,
+) -> list[tuple[tuple[int, ...], Node]]:
+    """Split ``(index, row_id, before condition)`` triples (those of one before-value next to each other)
+    into batches of at most ``batch_size`` and ``MAX_TERMS`` before-values whose write filter fits the
+    URL budget."""
+    out: list[tuple[tuple[int, ...], Node]] = []
     start = 0
     while start < len(rows):
-        size = min(batch_size, len(rows) - start)
-        while size > 1:
-            part = rows[start:start + size]
-            if url_length(resource, id_filter([r for _, r in part], cond)) <= URL_BUDGET:
+        size = _within_terms(rows, start, min(batch_size, len(rows) - start))
+        while True:
+            filt = _filter(rows[start:start + size], guard)
+            if size == 1 or url_length(resource, filt) <= URL_BUDGET:
                 break
             size = max(1, size * 3 // 4)
-        out.append(tuple(i for i, _ in rows[start:start + size]))
+        out.append((tuple(i for i, _, _ in rows[start:start + size]), filt))
         start += size
     return out
 
 
+def _within_terms(rows: Sequence[tuple[int, int, Node | None]], start: int, limit: int) -> int:
+    """How many rows from ``start`` (``limit`` at most) hold at most MAX_TERMS before-values."""
+    terms, n = 0, 0
+    for _, _, cond in rows[start:start + limit]:
+        if n == 0 or cond != rows[start + n - 1][2]:
+            terms += 1
+            if terms > MAX_TERMS:
+                break
+        n += 1
+    return n
+
+
+def _filter(rows: Sequence[tuple[int, int, Node | None]], guard: Node | None) -> Node:
+    groups: list[tuple[list[int], Node | None]] = []
+    for _, row_id, cond in rows:
+        if groups and groups[-1][1] == cond:
+            groups[-1][0].append(row_id)
+        else:
+            groups.append(([row_id], cond))
+    return write_filter(groups, guard)
+
+
 def make_units(
-    items: Sequence[PlanItem], pending: Sequence[int], batch_size: int,
-    url_length: Callable[[str, Node | None], int],
+    items: Sequence[PlanItem], pending: Sequence[int], batch_size: int, url_length: UrlLength, *,
+    selection: Selection | None = None,
 ) -> list[Unit]:
-    """Units for the ``pending`` item indices: batches first (they carry most targets), then creates."""
+    """Units for the ``pending`` item indices: batches first (they carry most targets), then creates.
+    ``selection``: the plan's target selection, carried by every write."""
     groups: dict[tuple[ChangeKind, str, bytes], dict[bytes, list[int]]] = {}
     creates: list[Unit] = []
     for i in pending:
@@ -104,26 +116,29 @@ def make_units(
             by_before.setdefault(_frozen(it.before), []).append(i)
     units: list[Unit] = []
     for (kind, resource, _), by_before in groups.items():
-        pooled: list[int] = []
+        guard = selection.guard(resource) if selection is not None else None
+        after = items[next(iter(by_before.values()))[0]].after
+        pooled: list[tuple[int, int, Node | None]] = []
         for members in by_before.values():
             first = items[members[0]]
-            big = len(members) >= MIN_CONDITIONAL or (first.kind is ChangeKind.DELETE and not first.before)
-            if big and _filterable(first.before):
-                cond = condition(first.before)
-                rows = [(i, _row(items[i])) for i in members]
-                for batch in chunks(resource, rows, batch_size, cond, url_length):
-                    units.append(Unit(UnitKind.CONDITIONAL, kind, resource, batch, first.after, cond))
+            try:
+                cond = before_condition(resource, first.before)
+            except Uncomparable:
+                units.append(Unit(UnitKind.UNCOMPARABLE, kind, resource, tuple(members), after, None))
+                continue
+            rows = [(i, _row(items[i], i), cond) for i in members]
+            if len(members) >= MIN_CONDITIONAL or not first.before:
+                for batch, filt in chunks(resource, rows, batch_size, guard, url_length):
+                    units.append(Unit(UnitKind.CONDITIONAL, kind, resource, batch, after, filt))
             else:
-                pooled.extend(members)
-        pooled.sort()
-        rows = [(i, _row(items[i])) for i in pooled]
-        after = items[pooled[0]].after if pooled else None
-        for batch in chunks(resource, rows, batch_size, None, url_length):
-            units.append(Unit(UnitKind.CHECKED, kind, resource, batch, after, None))
+                pooled.extend(rows)
+        for batch, filt in chunks(resource, pooled, batch_size, guard, url_length):
+            units.append(Unit(UnitKind.GROUPED, kind, resource, batch, after, filt))
     return units + creates
 
 
-def _row(item: PlanItem) -> int:
+def _row(item: PlanItem, index: int) -> int:
     if item.row_id is None:
-        raise ValueError(f"item for target {item.target_id} has no row id")
+        raise PlanFileError(f"plan item {index} (target {item.target_id}) is a {item.kind.value} without a "
+                            "row id: the plan file was edited or is corrupt; make a new plan")
     return item.row_id

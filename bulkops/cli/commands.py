@@ -12,6 +12,7 @@ import anyio
 
 from bulkops.api.limiter import AdaptiveLimiter
 from bulkops.apply.runner import load_run, new_run, open_client, run_plan, verify_token
+from bulkops.cli import rollout as rollout_cli
 from bulkops.cli.progress import ProgressLine
 from bulkops.config import load_settings
 from bulkops.errors import ExitCode, GuardError, InputError
@@ -48,6 +49,8 @@ def endpoint(args: argparse.Namespace) -> Endpoint:
 
 
 def exit_code(summary: RunSummary) -> ExitCode:
+    if (staged := rollout_cli.exit_code(summary)) is not None:
+        return staged
     if summary.state is RunState.INTERRUPTED:
         return ExitCode.INTERRUPTED
     if summary.state is RunState.STOPPED:
@@ -231,6 +234,7 @@ def _finish(summary: RunSummary) -> int:
         if summary.message and summary.state is RunState.STOPPED:
             print(f"bulkops: run stopped: {summary.message}", file=sys.stderr)
         print(f"bulkops: continue with `bulkops resume {summary.run_id}`", file=sys.stderr)
+    rollout_cli.after_run(summary)
     return int(code)
 
 
@@ -270,6 +274,8 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 def cmd_resume(args: argparse.Namespace) -> int:
     directory = runs.run_dir(args.run)
+    if (waiting := rollout_cli.before_resume(directory)) is not None:
+        return waiting
     plan, journal = load_run(directory)  # refused if the run's copy of the plan was changed
     try:
         pending = any(state != DONE for state in journal.states().values())
@@ -279,7 +285,7 @@ def cmd_resume(args: argparse.Namespace) -> int:
     if plan.api_url.rstrip("/") != ep.api_url.rstrip("/"):
         raise GuardError(f"the run was made against {plan.api_url}, not {ep.api_url}")
     if pending:  # the guards of apply, for what is left to write
-        check_apply(plan, api_url=ep.api_url, force=getattr(args, "force", False))
+        check_apply(plan, api_url=ep.api_url, force=getattr(args, "force", False), resuming=True)
     return _finish(run_async(_apply, plan, ep, directory))
 
 

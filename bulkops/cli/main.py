@@ -1,7 +1,8 @@
 """The ``bulkops`` command: one subcommand per pipeline stage, plus ``sim``.
 
 Exit codes (``bulkops.errors.ExitCode``): 0 done, 1 some targets failed or drifted, 2 invalid input,
-3 refused by a guard (or not confirmed), 4 the run failed or stopped, 5 interrupted (resume it).
+3 refused by a guard (or not confirmed), 4 the run failed or stopped, 5 interrupted (resume it),
+6 a rollout awaits approval (``bulkops approve RUN``), 7 a rollout was aborted by its abort rule.
 Errors print one line to stderr; never a traceback for a bulkops error, never the token.
 """
 
@@ -14,6 +15,8 @@ from typing import Any
 
 from bulkops import log
 from bulkops.cli import commands
+from bulkops.cli import rollout as rollout_cli
+from bulkops.cli import schedule as schedule_cli
 from bulkops.errors import BulkopsError, ExitCode
 from bulkops.sim import cli as sim_cli
 
@@ -55,6 +58,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("-y", "--yes", action="store_true", help="do not ask; required without a terminal")
     p.add_argument("--json", action="store_true", help="print the preview as JSON")
     p.set_defaults(handler=commands.cmd_run)
+    schedule_cli.add_run_flags(p)
     p = sub.add_parser("resume", parents=[common], help="continue an interrupted or stopped run")
     p.add_argument("run")
     p.add_argument("--force", action="store_true", help="resume even though the job file is gone")
@@ -71,6 +75,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--csv", help="write per-target rows as CSV to this file")
     p.add_argument("--json", help="write the report as JSON to this file")
     p.set_defaults(handler=commands.cmd_report)
+    schedule_cli.register(sub, common)
+    rollout_cli.register(sub, common, resume=commands.cmd_resume)
     sim_cli.register(sub)
     return parser
 

@@ -32,8 +32,10 @@ from bulkops.job.fields import (
     get_str_list,
     get_table,
 )
+from bulkops.job.rollout import parse_rollout
+from bulkops.job.schedule import parse_schedule
 from bulkops.job.target import parse_target
-from bulkops.model import ApplyOptions, Job, Target
+from bulkops.model import Action, ApplyOptions, Job, Rollout, Target
 
 __all__ = ["LoadedJob", "load_job", "parse_job", "read_job", "read_job_text", "release_kind"]
 
@@ -42,12 +44,6 @@ OPTION_KEYS = (
     "batch_size", "max_retry_after", "max_attempts", "max_retry_time", "request_timeout",
     "max_concurrency", "max_plan_age", "confirm_threshold",
 )
-NOT_YET = {
-    "rollout": "staged rollouts are not supported in this version: remove the [rollout] table"
-    " (this version applies the whole target set in one stage)",
-    "schedule": "scheduled jobs are not supported in this version: remove the [schedule] table"
-    " and start the job with `bulkops run`",
-}
 MAX_DESCRIPTION = 10_000
 
 
@@ -100,11 +96,9 @@ def _options(where: Where, table: Mapping[str, Any] | None) -> ApplyOptions:
     return ApplyOptions(**values)
 
 
-def _reserved(where: Where, doc: Mapping[str, Any], name: str, allow: bool) -> Mapping[str, Any] | None:
-    table = get_table(where, doc, name, required=False)
-    if table is not None and not allow:
-        raise where.error(name, NOT_YET[name])
-    return table
+def _rollout(where: Where, doc: Mapping[str, Any], target: Target, action: Action) -> Rollout | None:
+    table = get_table(where, doc, "rollout", required=False)
+    return None if table is None else parse_rollout(where.sub("rollout"), table, target.resource, action)
 
 
 def _allowlist(where: Where, doc: Mapping[str, Any], target: Target, to_fleet: str | None) -> tuple[str, ...]:
@@ -151,16 +145,16 @@ def _job(text: str, path: str, fingerprint: str, allow_reserved: bool) -> Loaded
         Job(
             name=name, target=target, action=action, description=description, allow_fleets=allow,
             options=options, path=path, fingerprint=fingerprint,
-            rollout=_reserved(top, doc, "rollout", allow_reserved),
-            schedule=_reserved(top, doc, "schedule", allow_reserved),
+            rollout=_rollout(top, doc, target, action),
+            schedule=parse_schedule(top, doc, target, action),
         ),
         notes,
     )
 
 
 def read_job_text(text: str, *, path: str = "<string>", allow_reserved: bool = False) -> LoadedJob:
-    """Validate job file ``text``. ``allow_reserved`` keeps ``[rollout]``/``[schedule]`` tables as raw
-    data instead of refusing them; nothing in this version executes them."""
+    """Validate job file ``text``. ``allow_reserved`` is kept for callers of earlier versions: every
+    top-level table is now executed, none is reserved."""
     fingerprint = hashlib.sha256(text.encode("utf-8", "surrogatepass")).hexdigest()
     return _job(text, path, fingerprint, allow_reserved)
 

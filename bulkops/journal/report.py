@@ -9,6 +9,7 @@ from typing import Any
 
 import orjson
 
+from bulkops.journal import rollout_report
 from bulkops.journal.journal import Journal, JournalItem
 from bulkops.journal.output import write_output
 from bulkops.model import Outcome
@@ -47,6 +48,7 @@ def report_json(journal: Journal) -> dict[str, Any]:
         "created_at": info.created_at, "updated_at": info.updated_at, "message": journal.message(),
         "total": info.total, "counts": info.counts, "requests_journaled": len(attempts),
         "items": rows(journal),
+        "rollout": rollout_report.report_json(journal),
     }
 
 
@@ -79,6 +81,7 @@ def summary_text(journal: Journal) -> str:
         f"targets  {info.total}",
         "outcomes " + "   ".join(f"{k} {counts.get(k, 0)}" for k in order),
         f"writes   {_plural(len(journal.attempts()), 'write request')} journaled",
+        *rollout_report.summary_lines(journal),
     ]
     bad = [j for j in journal.items() if j.outcome in {Outcome.FAILED, Outcome.DRIFTED}]
     if bad:

@@ -30,8 +30,6 @@ class Resolved:
     releases: Mapping[int, int] = field(default_factory=dict)  # fleet id -> release id to pin
 
 
-
-
 def wanted(
     action: Action, target_resource: str, fleet_id: int | None, resolved: Resolved
 ) -> dict[str, JSONValue]:
@@ -39,8 +37,8 @@ def wanted(
     t = action.type
     if t is ActionType.PATCH:
         return dict(action.fields)
-    if t is ActionType.MOVE:
-        return {"belongs_to__application": resolved.move_to}
+    if t is ActionType.MOVE:  # balena clears the pin of a device that changes fleet: said explicitly
+        return {"belongs_to__application": resolved.move_to, "is_pinned_on__release": None}
     if t is ActionType.PIN:
         release = resolved.releases.get(fleet_id) if fleet_id is not None else None
         if target_resource == "application":
@@ -64,6 +62,8 @@ def diff_row(
                         {"id": target_id})
     after = wanted(action, target_resource, fleet_of(row, target_resource), resolved)
     before = {f: normalize(row.get(f)) for f in after}
+    if action.type is ActionType.MOVE and before["belongs_to__application"] == resolved.move_to:
+        after = before  # in the destination already: its pin stays as it is
     kind = ChangeKind.NOOP if before == after else ChangeKind.CHANGE
     return PlanItem(target_id, label, kind, target_resource, target_id, before, after, {"id": target_id})
 

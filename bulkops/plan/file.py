@@ -10,6 +10,7 @@ from typing import Any
 import orjson
 
 from bulkops.errors import PlanFileError
+from bulkops.job.rollout import rollout_from_json, rollout_to_json
 from bulkops.journal.output import write_output
 from bulkops.model import (
     PLAN_FORMAT,
@@ -21,6 +22,8 @@ from bulkops.model import (
     Plan,
     PlanItem,
 )
+
+READABLE_FORMATS = (1, PLAN_FORMAT)
 
 
 def plan_to_json(plan: Plan, *, with_items: bool = True) -> dict[str, Any]:
@@ -42,6 +45,7 @@ def plan_to_json(plan: Plan, *, with_items: bool = True) -> dict[str, Any]:
         "fleets": list(plan.fleets),
         "fleet_ids": dict(plan.fleet_ids),
         "undo_of": plan.undo_of,
+        "precondition": plan.precondition,
         "options": {"batch_size": o.batch_size, "max_retry_after": o.max_retry_after,
                     "max_attempts": o.max_attempts, "max_retry_time": o.max_retry_time,
                     "request_timeout": o.request_timeout, "max_concurrency": o.max_concurrency,
@@ -51,6 +55,7 @@ def plan_to_json(plan: Plan, *, with_items: bool = True) -> dict[str, Any]:
         "irreversible": plan.irreversible,
         "warnings": list(plan.warnings),
         "counts": plan.counts(),
+        "rollout": rollout_to_json(plan.rollout),
         "seal": plan.seal,
     } | ({"items": [item_to_json(it) for it in plan.items]} if with_items else {})
 
@@ -58,7 +63,7 @@ def plan_to_json(plan: Plan, *, with_items: bool = True) -> dict[str, Any]:
 def item_to_json(it: PlanItem) -> dict[str, Any]:
     return {"target_id": it.target_id, "label": it.label, "kind": it.kind.value, "resource": it.resource,
             "row_id": it.row_id, "before": _plain(it.before), "after": _plain(it.after),
-            "key": dict(it.key), "stage": it.stage}
+            "key": dict(it.key), "stage": it.stage} | ({"skip": it.skip} if it.skip else {})
 
 
 def plan_chunks(plan: Plan) -> Iterator[bytes]:
@@ -77,8 +82,9 @@ def _plain(value: Mapping[str, Any] | None) -> dict[str, Any] | None:
 
 def plan_from_json(data: Mapping[str, Any]) -> Plan:
     fmt = data.get("format")
-    if fmt != PLAN_FORMAT:
-        raise PlanFileError(f"plan format {fmt!r} is not supported (this bulkops reads format {PLAN_FORMAT})")
+    if fmt not in READABLE_FORMATS:
+        raise PlanFileError(f"plan format {fmt!r} is not supported (this bulkops reads formats "
+                            f"{', '.join(map(str, READABLE_FORMATS))})")
     a, e, o = data["action"], data["expect"], data["options"]
     return Plan(
         job_name=data["job_name"],
@@ -92,7 +98,8 @@ def plan_from_json(data: Mapping[str, Any]) -> Plan:
                       dict(a.get("fields") or {}), a.get("to_fleet"), a.get("release")),
         items=tuple(
             PlanItem(int(i["target_id"]), str(i["label"]), ChangeKind(i["kind"]), str(i["resource"]),
-                     i["row_id"], i["before"], i["after"], dict(i["key"]), int(i.get("stage", 0)))
+                     i["row_id"], i["before"], i["after"], dict(i["key"]), int(i.get("stage", 0)),
+                     str(i.get("skip", "")))
             for i in data["items"]
         ),
         population=int(data["population"]),
@@ -112,8 +119,17 @@ def plan_from_json(data: Mapping[str, Any]) -> Plan:
         fleets=tuple(data.get("fleets", ())),
         fleet_ids={str(k): int(v) for k, v in (data.get("fleet_ids") or {}).items()},
         undo_of=str(data.get("undo_of", "")),
+        precondition=_precondition(data),
+        rollout=rollout_from_json(data.get("rollout")),
         seal=str(data.get("seal") or ""),
     )
+
+
+def _precondition(data: Mapping[str, Any]) -> str:
+    """Format 2 stores it; a format-1 plan's compiled filter is its target selection (an undo has none)."""
+    if data.get("format") == 1:
+        return "" if data.get("undo_of") else str(data.get("compiled_filter") or "")
+    return str(data.get("precondition") or "")
 
 
 def write_plan(plan: Plan, path: str | Path) -> None:

@@ -26,6 +26,7 @@ from bulkops.plan import diff
 from bulkops.plan.diff import Resolved
 from bulkops.plan.file import read_plan, write_plan
 from bulkops.plan.guards import check_allowed, check_expect, noun
+from bulkops.plan.stages import assign_stages
 from bulkops.v7 import actions
 
 if TYPE_CHECKING:
@@ -213,17 +214,20 @@ async def make_plan(job: Job, client: Client, *, api_url: str, now: datetime | N
         population = len(fleet_ids)
     else:
         population = await client.count(res)
+    items = await assign_stages(job, client, items)  # rollout stages (unchanged without [rollout])
     plan_fleets = sorted({slugs.get(f, str(f)) for f in seen_fleets} | set(fleet_ids_all))
     check_expect(job.target.expect, len(items), population, res)
     check_allowed(job.allow_fleets, plan_fleets)
+    selection = render(filt) if filt is not None else ""
     plan = Plan(
         job_name=job.name, job_path=job.path, job_fingerprint=job.fingerprint, api_url=api_url,
-        created_at=now, target_resource=res, compiled_filter=render(filt) if filt is not None else "",
+        created_at=now, target_resource=res, compiled_filter=selection, precondition=selection,
         action=act, items=tuple(items), population=population, expect=job.target.expect,
         allow_fleets=job.allow_fleets, options=job.options,
         warnings=tuple(warnings_for(act, res, items)),
         irreversible=act.type is ActionType.DELETE, plan_id=new_id(now), fleets=tuple(plan_fleets),
         fleet_ids={slug: fid for fid, slug in slugs.items() if slug in plan_fleets},
+        rollout=job.rollout,
     )
     log.info("bulkops.plan.made", plan_id=plan.plan_id, targets=len(items), **plan.counts())
     return plan

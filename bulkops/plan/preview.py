@@ -8,6 +8,7 @@ from typing import Any
 import orjson
 
 from bulkops.model import Action, ActionType, ChangeKind, Plan, PlanItem
+from bulkops.plan import stages
 from bulkops.plan.guards import noun
 from bulkops.v7.actions import is_child, key_value
 
@@ -95,6 +96,7 @@ def preview_json(plan: Plan, notes: Sequence[str] = ()) -> dict[str, Any]:
              "after": it.after}
             for it in samples(plan)
         ],
+        "rollout": stages.preview_json(plan),
     }
 
 
@@ -119,6 +121,7 @@ def preview_text(plan: Plan, notes: Sequence[str] = ()) -> str:
             lines.append(f"  … and {rest} more")
     else:
         lines.append("nothing to do: every target is already as wanted")
+    lines.extend(stages.preview_lines(plan))
     lines.extend(f"note     {n}" for n in notes)
     lines.extend(f"warning  {w}" for w in plan.warnings)
     return "\n".join(lines)

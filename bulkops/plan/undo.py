@@ -1,8 +1,10 @@
 """Run → undo plan: the journal's applied items inverted, checked against the server's current state.
 
 The undo plan goes through the same preview, guards and apply as any plan. What cannot be undone
-(deleted devices or fleets) is counted and named in its warnings; items someone changed since the
-run are left alone (drifted) and named too; items already back to their old value are no-ops.
+(devices or fleets the run deleted) is counted and named in its warnings; items whose target was deleted
+since are kept, marked skipped (nothing is sent for them); items someone changed since the run are left
+alone (drifted) and named too; items already back to their old value are no-ops. Its writes carry their
+before-values (the run's after-values), not the job's selection: the run may have moved targets out of it.
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ from bulkops.journal.runs import new_id
 from bulkops.model import ActionType, ChangeKind, Expect, Outcome, Plan, PlanItem
 from bulkops.plan import diff
 from bulkops.plan.guards import noun
+from bulkops.plan.owners import gone_warning, split_gone
 
 if TYPE_CHECKING:
     from bulkops.api.client import Client
@@ -64,6 +67,7 @@ async def make_undo_plan(
             skipped += 1
         else:
             inverses[j.index] = inverse
+    inverses, gone = await split_gone(client, plan.target_resource, inverses)
     to_locate = {i: it for i, it in inverses.items() if it.kind is ChangeKind.DELETE and it.row_id is None}
     drifted: set[int] = set()
     if to_locate:
@@ -73,23 +77,25 @@ async def make_undo_plan(
             del inverses[index]
     check = {i: it for i, it in inverses.items() if it.kind is not ChangeKind.NOOP}
     states = await readback.current_states(client, check) if check else {}
-    items: list[PlanItem] = []
-    for index, item in sorted(inverses.items()):
+    kept: dict[int, PlanItem] = dict(gone)
+    for index, item in inverses.items():
         state = states.get(index)
         if state is State.AS_PLANNED:
-            items.append(item)
+            kept[index] = item
         elif state is State.IN_PLACE or item.kind is ChangeKind.NOOP:
-            items.append(replace(item, kind=ChangeKind.NOOP))
+            kept[index] = replace(item, kind=ChangeKind.NOOP)
         else:
             drifted.add(index)
-    warnings = _warnings(plan, items, skipped, len(drifted))
-    log.info("bulkops.undo.planned", run_id=journal.run_id, items=len(items), skipped=skipped,
+    items = [item for _, item in sorted(kept.items())]
+    warnings = gone_warning(plan.target_resource, len(gone)) + _warnings(plan, items, skipped, len(drifted))
+    log.info("bulkops.undo.planned", run_id=journal.run_id, items=len(items), skipped=skipped + len(gone),
              drifted=len(drifted))
     return replace(
         plan, job_name=f"undo-{plan.job_name}", job_path="", job_fingerprint="", created_at=now,
-        compiled_filter=f"the targets run {journal.run_id} applied", items=tuple(items),
+        compiled_filter=f"the targets run {journal.run_id} applied", precondition="", items=tuple(items),
         expect=Expect(max=len(items)),  # an undo never grows beyond what it was planned with
         warnings=tuple(warnings), irreversible=False, plan_id=new_id(now), undo_of=journal.run_id,
+        rollout=None,  # an undo restores everything at once, never in stages
     )
 
 
@@ -105,5 +111,9 @@ def _warnings(plan: Plan, items: list[PlanItem], skipped: int, drifted: int) -> 
         out.append(f"{noun(res, active)} will restart services" if res == "device"
                    else f"every device of {noun(res, active)} will restart services")
     if active and kind is ActionType.MOVE:
-        out.append(f"{noun('device', active)} will move back to their previous fleet; pins stay cleared")
+        moving = [it for it in items if it.kind is not ChangeKind.NOOP]
+        pins = all("is_pinned_on__release" in (it.after or {}) for it in moving)
+        out.append(f"{noun('device', active)} will move back to their previous fleet, "
+                   + ("with their release pins restored" if pins
+                      else "pins stay cleared (the run's plan did not record them)"))
     return out

@@ -91,6 +91,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="share of devices that never converge (default 0)")
     parser.add_argument("--offline-fraction", type=_fraction, default=0.0, metavar="F",
                         help="share of devices that go offline instead of converging (default 0)")
+    parser.add_argument("--bad-release", default=None, metavar="RELEASE",
+                        help="a release id or <fleet slug>@<semver> (e.g. acme/gateway@2.0.0) that "
+                             "--bad-release-fraction of the devices told to run it fail on")
+    parser.add_argument("--bad-release-fraction", type=_fraction, default=0.0, metavar="F",
+                        help="share of devices that give up on --bad-release (default 0)")
     parser.add_argument("--allow-non-loopback", action="store_true",
                         help="allow a --host that is not a loopback address")
 
@@ -102,6 +107,7 @@ def config_from_args(args: argparse.Namespace) -> SimConfig:
         host=args.host, port=args.port, db=args.db, api_key=args.api_key, seed_demo=args.seed_demo,
         seed=args.seed, rate_limit=args.rate_limit, faults=args.faults, converge_delay=args.converge_delay,
         stuck_fraction=args.stuck_fraction, offline_fraction=args.offline_fraction,
+        bad_release=args.bad_release, bad_release_fraction=args.bad_release_fraction,
         allow_non_loopback=args.allow_non_loopback,
     )
 
@@ -137,6 +143,9 @@ def run(args: argparse.Namespace) -> int:
         return 2
     try:
         asyncio.run(serve(config))
+    except ValueError as exc:  # e.g. a --bad-release that is not in the data
+        sys.stderr.write(f"bulkops sim: {exc}\n")
+        return 2
     except OSError as exc:
         sys.stderr.write(f"bulkops sim: cannot serve on {args.host}:{args.port}: {exc.strerror or exc}\n")
         return 1

@@ -6,6 +6,9 @@ else its fleet's ``should_be_running__release``) starts updating (``update_statu
 set, ``update_status`` done, ``status`` Idle). A deterministic ``stuck_fraction`` of devices never
 converges (``update_status`` aborted) and an ``offline_fraction`` goes offline instead (``is_online``
 false, ``api_heartbeat_state`` offline) — so staged rollouts can be tested against gates that fail.
+A ``bad_release`` with a ``bad_release_fraction`` fails only there: that share of the devices told to
+run that release gives up on it (``update_status`` aborted, still online, still on its old release)
+and converges as usual on any other release — an update that goes wrong, undone by a rollback.
 Offline devices do not change.
 """
 
@@ -53,10 +56,13 @@ class DeviceSimulator:
     def __init__(
         self, db: SeedDatabase, *, converge_delay: float = 5.0, stuck_fraction: float = 0.0,
         offline_fraction: float = 0.0, seed: int = 0, interval: float = 1.0,
-        clock: Callable[[], datetime] | None = None,
+        clock: Callable[[], datetime] | None = None, bad_release: int | None = None,
+        bad_release_fraction: float = 0.0,
     ) -> None:
         if not (0.0 <= stuck_fraction <= 1.0 and 0.0 <= offline_fraction <= 1.0):
             raise ValueError("stuck_fraction and offline_fraction must be between 0 and 1")
+        if not 0.0 <= bad_release_fraction <= 1.0:
+            raise ValueError("bad_release_fraction must be between 0 and 1")
         if stuck_fraction + offline_fraction > 1.0:
             raise ValueError("stuck_fraction + offline_fraction must not exceed 1")
         self._db = db
@@ -66,6 +72,8 @@ class DeviceSimulator:
         self._seed = seed
         self._interval = interval
         self._clock = clock
+        self.bad_release = bad_release
+        self.bad_release_fraction = bad_release_fraction
         self._seen: dict[int, tuple[int, datetime]] = {}  # device id -> (target, when first seen)
         self._columns: set[str] | None = None
 
@@ -75,7 +83,10 @@ class DeviceSimulator:
             return value if value.tzinfo is not None else value.replace(tzinfo=UTC)
         return datetime.fromisoformat(str(value).replace("Z", "+00:00"))
 
-    def _fate(self, device_id: int) -> str:
+    def _fate(self, device_id: int, target: int | None = None) -> str:
+        if target is not None and target == self.bad_release and \
+                fraction_of(self._seed, device_id, "bad-release") < self.bad_release_fraction:
+            return "stuck"
         draw = fraction_of(self._seed, device_id, "fate")
         if draw < self.stuck_fraction:
             return "stuck"
@@ -127,7 +138,7 @@ class DeviceSimulator:
                 continue  # stuck: already gave up on this target
             if (moment - seen[1]).total_seconds() < self.converge_delay:
                 continue
-            fate = self._fate(device)
+            fate = self._fate(device, target)
             if fate == "converge":
                 done.append((target, stamp, stamp, device))
                 del self._seen[device]

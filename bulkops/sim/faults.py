@@ -6,6 +6,8 @@ SPEC: comma-separated ``name=value`` items, e.g. ``503=0.05,reset=0.02,lost=0.02
 - ``reset=P``: reset the connection before the request is handled (nothing applied);
 - ``lost=P``: handle the request (the change is committed), then drop the connection without an answer;
 - ``latency=D[~J]``: delay every affected request by D plus a uniform jitter in [-J, +J] (not below 0);
+- ``outage=A..B``: answer ``503`` to every affected request from A to B after the SPEC was applied
+  (durations such as ``30s`` or ``500ms``, on the injector's clock), e.g. ``outage=120s..300s``;
 - ``seed=N``: the random seed (default 0); the same seed and request sequence give the same faults;
 - ``methods=POST,PATCH``: restrict all of the above to these methods (default: every method).
 
@@ -19,6 +21,7 @@ import random
 import re
 import socket
 import struct
+import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Final
@@ -31,7 +34,8 @@ from bulkops.sim.requestlog import OUTCOME_KEY, Outcome, is_admin
 
 ACCEPTED_FORMS: Final = (
     "accepted: 'none' or comma-separated 503=P, reset=P, lost=P (probabilities 0..1, summing to <= 1), "
-    "latency=D[~J] (e.g. 5ms~3ms), seed=N, methods=M[,M...] (e.g. methods=POST,PATCH)"
+    "latency=D[~J] (e.g. 5ms~3ms), outage=A..B (e.g. 120s..300s), seed=N, methods=M[,M...] "
+    "(e.g. methods=POST,PATCH)"
 )
 _METHODS: Final = frozenset({"GET", "POST", "PATCH", "PUT", "DELETE", "MERGE", "HEAD", "OPTIONS"})
 _DURATION = re.compile(r"^(\d+(?:\.\d+)?)(ms|s)$")
@@ -46,10 +50,12 @@ class FaultSpec:
     jitter: float = 0.0  # seconds
     seed: int = 0
     methods: frozenset[str] = frozenset()  # empty: every method
+    outage: tuple[float, float] | None = None  # seconds after the SPEC was applied: (from, until)
 
     @property
     def active(self) -> bool:
-        return self.p503 + self.reset + self.lost > 0 or self.latency > 0 or self.jitter > 0
+        return (self.p503 + self.reset + self.lost > 0 or self.latency > 0 or self.jitter > 0
+                or self.outage is not None)
 
     def render(self) -> str:
         if not self.active:
@@ -58,6 +64,8 @@ class FaultSpec:
                                                           ("lost", self.lost)) if value > 0]
         if self.latency > 0 or self.jitter > 0:
             parts.append(f"latency={self.latency * 1000:g}ms~{self.jitter * 1000:g}ms")
+        if self.outage is not None:
+            parts.append(f"outage={self.outage[0]:g}s..{self.outage[1]:g}s")
         parts.append(f"seed={self.seed}")
         if self.methods:
             parts.append("methods=" + ",".join(sorted(self.methods)))
@@ -87,6 +95,7 @@ def parse_faults(spec: str) -> FaultSpec:
         return FaultSpec()
     values: dict[str, float] = {}
     latency = jitter = 0.0
+    outage: tuple[float, float] | None = None
     seed = 0
     methods: set[str] = set()
     in_methods = False
@@ -103,6 +112,14 @@ def parse_faults(spec: str) -> FaultSpec:
             base, _, spread = value.partition("~")
             latency = _duration(base, spec)
             jitter = _duration(spread, spec) if spread else 0.0
+        elif name == "outage" and eq:
+            start, dots, end = value.partition("..")
+            if not dots:
+                raise ValueError(f"fault spec {spec!r}: bad outage {value!r}; {ACCEPTED_FORMS}")
+            outage = (_duration(start, spec), _duration(end, spec))
+            if outage[1] <= outage[0]:
+                raise ValueError(f"fault spec {spec!r}: the outage {value!r} ends before it starts; "
+                                 f"{ACCEPTED_FORMS}")
         elif name == "seed" and eq and value.isdigit():
             seed = int(value)
         elif name == "methods" and eq and value.upper() in _METHODS:
@@ -113,7 +130,7 @@ def parse_faults(spec: str) -> FaultSpec:
     if sum(values.values()) > 1.0:
         raise ValueError(f"fault spec {spec!r}: the probabilities sum to more than 1; {ACCEPTED_FORMS}")
     return FaultSpec(values.get("503", 0.0), values.get("reset", 0.0), values.get("lost", 0.0),
-                     latency, jitter, seed, frozenset(methods))
+                     latency, jitter, seed, frozenset(methods), outage)
 
 
 def drop_connection(request: web.Request, *, reset: bool) -> None:
@@ -143,8 +160,11 @@ class FaultInjector:
     def __init__(
         self, spec: FaultSpec | str = FaultSpec(), *,
         sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
+        clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self._sleep = sleep
+        self._clock = clock
+        self._applied_at = clock()
         self._spec = FaultSpec()
         self._rng = random.Random(0)  # noqa: S311 - reproducible faults, not secrets
         self._counts = {"requests": 0, "503": 0, "reset": 0, "lost": 0}
@@ -157,8 +177,22 @@ class FaultInjector:
     def set_spec(self, spec: FaultSpec | str) -> None:
         """Replace the faults; the generator restarts from the SPEC's seed."""
         self._spec = parse_faults(spec) if isinstance(spec, str) else spec
+        self._applied_at = self._clock()
         self._rng = random.Random(self._spec.seed)  # noqa: S311 - reproducible faults
         self._counts = dict.fromkeys(self._counts, 0)
+
+    def set_clock(self, clock: Callable[[], float]) -> None:
+        """Replace the clock the outage window is measured on (tests run it on virtual time); the window
+        then counts from now."""
+        self._clock = clock
+        self._applied_at = clock()
+
+    def in_outage(self) -> bool:
+        window = self._spec.outage
+        if window is None:
+            return False
+        elapsed = self._clock() - self._applied_at
+        return window[0] <= elapsed < window[1]
 
     def decide(self, method: str) -> tuple[str | None, float]:
         """The fault (``"503"``, ``"reset"``, ``"lost"`` or None) and the delay for the next request."""
@@ -171,7 +205,7 @@ class FaultInjector:
         if spec.latency > 0 or spec.jitter > 0:
             delay = max(0.0, spec.latency + self._rng.uniform(-spec.jitter, spec.jitter))
         fault: str | None = None
-        if draw < spec.p503:
+        if self.in_outage() or draw < spec.p503:
             fault = "503"
         elif draw < spec.p503 + spec.reset:
             fault = "reset"

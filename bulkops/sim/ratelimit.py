@@ -4,9 +4,11 @@ balenaCloud limits requests with a fixed window of N points per W seconds keyed 
 user; the window starts at the first request the server sees for a key, on the server's clock. Over
 the budget it answers ``429``, body ``"Too Many Requests"``, ``Retry-After: round(ms left / 1000)`` —
 which can be ``0``. An optional block period follows a spent budget (``Retry-After`` then counts to the
-block's end). A token-bucket policy is offered for comparison.
+block's end). ``retry_after=ceil`` rounds ``Retry-After`` up instead (never ``0`` while the window
+runs), for comparing clients under both habits. A token-bucket policy is offered for comparison.
 
 SPEC forms (see ``parse_spec``): ``none``, ``fixed:1000/10s``, ``fixed:100/10s,block=60s``,
+``fixed:1000/10s,retry_after=ceil``,
 ``bucket:50/s,burst=100``, and a schedule ``fixed:1000/10s@0,fixed:500/10s@30s`` (policies separated by
 ``,``, each with ``@<time>``: it starts that long after the spec was applied).
 """
@@ -41,7 +43,8 @@ __all__ = [
 
 TOO_MANY_REQUESTS: Final = orjson.dumps("Too Many Requests")
 ACCEPTED_FORMS: Final = (
-    "accepted: 'none', 'fixed:<N>/<window>[,block=<duration>]', 'bucket:<rate>/<unit>,burst=<N>', "
+    "accepted: 'none', 'fixed:<N>/<window>[,block=<duration>][,retry_after=round|ceil]', "
+    "'bucket:<rate>/<unit>,burst=<N>', "
     "each optionally followed by '@<start>' and joined by ',' into a schedule "
     "(e.g. 'fixed:1000/10s@0,fixed:500/10s@30s'); durations like 10s, 500ms, 1m, 1h"
 )
@@ -60,6 +63,7 @@ class FixedWindow:
     points: int  # requests per window
     window: float  # seconds
     block: float = 0.0  # seconds a client is blocked once it spends its budget (0: no block)
+    ceil: bool = False  # Retry-After rounded up (True) or to the nearest second, halves up (balena)
 
 
 @dataclass(frozen=True, slots=True)
@@ -98,11 +102,11 @@ def _parse_one(tokens: list[str], spec: str) -> Policy:
     if period <= 0 or float(count) <= 0:
         raise ValueError(f"rate limit spec {spec!r}: the rate must be positive; {ACCEPTED_FORMS}")
     if kind == "fixed":
-        unknown = set(opts) - {"block"}
-        if unknown or not count.isdigit():
+        unknown = set(opts) - {"block", "retry_after"}
+        if unknown or not count.isdigit() or opts.get("retry_after", "round") not in ("round", "ceil"):
             raise ValueError(f"rate limit spec {spec!r}: cannot read {','.join(tokens)!r}; {ACCEPTED_FORMS}")
         block = _seconds(opts["block"], spec, need_number=True) if "block" in opts else 0.0
-        return FixedWindow(int(count), period, block)
+        return FixedWindow(int(count), period, block, opts.get("retry_after") == "ceil")
     if set(opts) != {"burst"} or not opts["burst"].isdigit() or int(opts["burst"]) < 1:
         raise ValueError(f"rate limit spec {spec!r}: a bucket needs burst=<N>, N >= 1; {ACCEPTED_FORMS}")
     return TokenBucket(float(count) / period, int(opts["burst"]))
@@ -138,7 +142,8 @@ def _duration_text(seconds: float) -> str:
 def render_policy(policy: Policy) -> str:
     if isinstance(policy, FixedWindow):
         block = f",block={_duration_text(policy.block)}" if policy.block > 0 else ""
-        return f"fixed:{policy.points}/{_duration_text(policy.window)}{block}"
+        ceil = ",retry_after=ceil" if policy.ceil else ""
+        return f"fixed:{policy.points}/{_duration_text(policy.window)}{block}{ceil}"
     if isinstance(policy, TokenBucket):
         return f"bucket:{policy.rate:g}/s,burst={policy.burst}"
     return "none"
@@ -265,7 +270,7 @@ class RateLimiter:
         if policy.block > 0 and window.consumed == policy.points + 1:
             window.expires_at = now + policy.block  # the first request over the budget starts the block
         ms = (window.expires_at - now) * 1000
-        return Decision(False, retry_after_seconds(ms), ms)
+        return Decision(False, math.ceil(ms / 1000) if policy.ceil else retry_after_seconds(ms), ms)
 
     def _check_bucket(self, policy: TokenBucket, key: str, now: float) -> Decision:
         bucket = self._buckets.get(key)

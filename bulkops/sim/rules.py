@@ -23,6 +23,10 @@ _APP_NAME = re.compile(r"^[A-Za-z0-9_-]+$")
 _UNIQUE = re.compile(r"UNIQUE constraint failed: (.+)$")
 
 NO_APP = "Application doesn't exist or you have no access to it."
+# Stamps the model lists as hook-managed that a PATCH may still set: balena stores the value as given
+# (observed: ``PATCH device(N) {"last_connectivity_event": …}`` is 200). In one PATCH with ``is_online``,
+# the stamp of now that writing ``is_online`` makes wins.
+PATCHABLE_STAMPS = frozenset({("device", "last_connectivity_event")})
 
 
 class ApiError(Exception):
@@ -87,7 +91,8 @@ def coerce(fd: FieldDef, value: Any) -> Any:
 
 def coerce_body(res: ResourceDef, body: Mapping[str, Any], *, strict: bool) -> dict[str, Any]:
     """The writable fields of ``body`` in stored form. ``strict`` (PATCH): an unknown name → 500;
-    otherwise (POST) unknown names are ignored. Read-only and computed fields are ignored."""
+    otherwise (POST) unknown names are ignored. Read-only and computed fields are ignored, except the
+    stamps a PATCH may set (``PATCHABLE_STAMPS``)."""
     out: dict[str, Any] = {}
     for name, value in body.items():
         fd = res.fields.get(name)
@@ -95,7 +100,7 @@ def coerce_body(res: ResourceDef, body: Mapping[str, Any], *, strict: bool) -> d
             if strict:
                 raise UnknownName
             continue
-        if not fd.writable:
+        if not fd.writable and not (strict and (res.name, name) in PATCHABLE_STAMPS):
             continue
         out[name] = coerce(fd, value)
     return out

@@ -45,6 +45,8 @@ class SimConfig:
     stuck_fraction: float = 0.0
     offline_fraction: float = 0.0
     tick_interval: float = 1.0  # seconds between device simulation steps
+    bad_release: str | None = None  # a release id or "<fleet slug>@<semver>" that some devices fail on
+    bad_release_fraction: float = 0.0  # the share of devices told to run bad_release that give up on it
     allow_non_loopback: bool = False  # serve on a non-loopback address (off: refused)
 
     def __repr__(self) -> str:  # the key stays out of reprs
@@ -63,6 +65,18 @@ def check_host(host: str, *, allow_non_loopback: bool) -> None:
     if not loopback:
         raise ValueError(f"bulkops sim serves only on a loopback address (127.0.0.1, ::1, localhost), "
                          f"got {host!r}; pass --allow-non-loopback to serve on it anyway")
+
+
+def resolve_release(demo: DemoInfo, ref: str | None) -> int | None:
+    """A release id given as a number or as ``<fleet slug>@<semver>`` of the demo data."""
+    if ref is None:
+        return None
+    if ref.isdigit():
+        return int(ref)
+    if ref in demo.releases:
+        return int(demo.releases[ref])
+    known = ", ".join(sorted(demo.releases))
+    raise ValueError(f"bad release {ref!r} is not a release id or one of {known}")
 
 
 class SimServer:
@@ -132,9 +146,15 @@ class SimServer:
         self._db = Database.open(cfg.db)
         self._demo = load_demo(self._db, api_key=cfg.api_key) or seed_demo(
             self._db, cfg.seed_demo, seed=cfg.seed, api_key=cfg.api_key)
+        try:
+            bad_release = resolve_release(self._demo, cfg.bad_release)
+        except ValueError:
+            await self.close()
+            raise
         self._devices = DeviceSimulator(
             self._db, converge_delay=cfg.converge_delay, stuck_fraction=cfg.stuck_fraction,
             offline_fraction=cfg.offline_fraction, seed=cfg.seed, interval=cfg.tick_interval,
+            bad_release=bad_release, bad_release_fraction=cfg.bad_release_fraction,
         )
         # request log (outermost, added by make_app), then the 431 check (before the limiter, as the real
         # API's HTTP server refuses an oversized head before its rate limiter sees it), limiter, faults

@@ -271,8 +271,16 @@ class Compiler:
     def binop(self, node: BinOp, scope: Scope) -> Expr:
         op = node.op
         if op in (Op.AND, Op.OR):
-            left, right = self.condition(node.left, scope), self.condition(node.right, scope)
-            return Expr(f"({left.sql} {op.value.upper()} {right.sql})", [*left.params, *right.params], BOOL)
+            # a chain of one operator (and_()/or_() build them left-deep) becomes one flat SQL chain:
+            # SQLite's parser overflows on ~100 nested parentheses, balena takes 150 OR'd terms
+            terms: list[Node] = [node.right]
+            first: Node = node.left
+            while isinstance(first, BinOp) and first.op is op:
+                terms.append(first.right)
+                first = first.left
+            parts = [self.condition(t, scope) for t in (first, *reversed(terms))]
+            sql = f" {op.value.upper()} ".join(p.sql for p in parts)
+            return Expr(f"({sql})", [x for p in parts for x in p.params], BOOL)
         left, right = self._operands(node.left, node.right, scope)
         if op in _COMPARE:
             if DURATION in (left.kind, right.kind):

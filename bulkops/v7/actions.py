@@ -57,8 +57,8 @@ def row_fields(action: Action, target_resource: str) -> tuple[str, ...]:
     t = action.type
     if t is ActionType.PATCH:
         return tuple(action.fields)
-    if t is ActionType.MOVE:
-        return ("belongs_to__application",)
+    if t is ActionType.MOVE:  # a move clears the pin: the plan keeps it, so that an undo restores it
+        return ("belongs_to__application", "is_pinned_on__release")
     if t is ActionType.PIN:
         if target_resource == "application":
             return ("should_be_running__release", "should_track_latest_release")

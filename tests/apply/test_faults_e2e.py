@@ -271,6 +271,7 @@ def test_unknown_field_500_is_bounded_and_reported_per_target(sim: SimServer, tm
     for r in report["items"]:
         assert (r["outcome"], r["status"]) == ("failed", 500), r
         assert "HTTP 500: server error (gave up after 3 attempts)" in r["error"], r["error"]
+        assert r["error"].startswith("PATCH "), r["error"]  # the write's own error, not the read-back's
     assert rows(sim, "SELECT COUNT(*) FROM device WHERE note='checked'") == [(0,)]
 
 

@@ -11,7 +11,7 @@ import pytest
 
 from bulkops.errors import JobFileError
 from bulkops.job.load import load_job, parse_job, read_job, read_job_text, release_kind
-from bulkops.model import ActionType, ApplyOptions, Expect
+from bulkops.model import ActionType, ApplyOptions, Expect, Rollout, Schedule, StageSize
 
 JOBS = Path(__file__).resolve().parents[2] / "jobs"
 
@@ -324,12 +324,12 @@ def test_options_defaults_and_values() -> None:
     assert parse_job(env_job('"x"')).options == ApplyOptions()
 
 
-def test_reserved_tables_kept_when_asked() -> None:
-    """With allow_reserved, [rollout] and [schedule] are kept as raw tables instead of refused."""
+def test_rollout_and_schedule_tables_parsed() -> None:
+    """[rollout] parses to a Rollout and [schedule] to a Schedule; allow_reserved changes nothing."""
     text = env_job('"x"') + '[rollout]\nstages = ["5%", "100%"]\n[schedule]\ncron = "0 3 * * *"\n'
     job = read_job_text(text, allow_reserved=True).job
-    assert job.rollout == {"stages": ["5%", "100%"]}
-    assert job.schedule == {"cron": "0 3 * * *"}
+    assert job.rollout == Rollout(stages=(StageSize(share=0.05), StageSize(share=1.0)))
+    assert job.schedule == Schedule(cron="0 3 * * *")
     assert parse_job(env_job('"x"')).rollout is None
 
 

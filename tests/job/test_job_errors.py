@@ -218,12 +218,12 @@ CASES: list[tuple[str, str, str]] = [
      f"job.toml: [allow_fleets[0]] {SLUG_HELP}, got string 'ACME/gateway'; slugs are lower case: write"
      " 'acme/gateway'"),
     ("rollout", BASE + "[rollout]\nstages = [1]\n",
-     "job.toml: [rollout] staged rollouts are not supported in this version: remove the [rollout] table (this"
-     " version applies the whole target set in one stage)"),
+     'job.toml: [rollout.stages[0]] the last stage must be "100%" (every target), got \'1\''),
     ("rollout-not-table", "rollout = 5\n" + BASE, "job.toml: [rollout] expected a table, got integer 5"),
-    ("schedule", BASE + '[schedule]\ncron = "0 3 * * *"\n',
-     "job.toml: [schedule] scheduled jobs are not supported in this version: remove the [schedule] table and"
-     " start the job with `bulkops run`"),
+    ("schedule-not-table", "schedule = 5\n" + BASE,
+     "job.toml: [schedule] expected a cron expression \"minute hour day-of-month month day-of-week\" such as"
+     " \"0 3 * * *\" (or @hourly, @daily, @weekly, @monthly, @yearly) or a table with cron, timezone,"
+     " jitter, missed, catch_up, grow_limit; got integer 5"),
     # --- options ---
     ("option-range", BASE + "[options]\nbatch_size = 0\n",
      "job.toml: [options.batch_size] expected an integer between 1 and 1000, got 0"),

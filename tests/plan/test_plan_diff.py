@@ -10,7 +10,8 @@ from pathlib import Path
 import pytest
 
 from bulkops.api.urls import URL_BUDGET
-from bulkops.apply.units import UnitKind, id_filter, make_units
+from bulkops.apply.conditions import Selection
+from bulkops.apply.units import MAX_TERMS, UnitKind, make_units
 from bulkops.errors import GuardError, PlanFileError
 from bulkops.model import Action, ActionType, ApplyOptions, ChangeKind, Expect, Plan, PlanItem
 from bulkops.odata.render import render
@@ -48,13 +49,18 @@ def test_remove_tag_diff_kinds() -> None:
 
 
 def test_row_actions_normalize_links() -> None:
-    """move/pin compare link ids, whatever form the API returned them in."""
+    """move/pin compare link ids, whatever form the API returned them in; a move keeps the pin it clears,
+    and leaves the pin of a device already in the destination alone."""
     move = Action(ActionType.MOVE, to_fleet="acme/gateway-next")
-    row = {"id": 5, "uuid": "u5", "belongs_to__application": {"__id": 1}}
+    row = {"id": 5, "uuid": "u5", "belongs_to__application": {"__id": 1},
+           "is_pinned_on__release": {"__id": 8}}
     item = diff.diff_row(move, "device", row, Resolved(move_to=3))
     assert (item.kind, item.before, item.after) == (
-        ChangeKind.CHANGE, {"belongs_to__application": 1}, {"belongs_to__application": 3})
-    assert diff.diff_row(move, "device", row, Resolved(move_to=1)).kind is ChangeKind.NOOP
+        ChangeKind.CHANGE, {"belongs_to__application": 1, "is_pinned_on__release": 8},
+        {"belongs_to__application": 3, "is_pinned_on__release": None})
+    there = diff.diff_row(move, "device", row, Resolved(move_to=1))
+    assert (there.kind, there.after) == (
+        ChangeKind.NOOP, {"belongs_to__application": 1, "is_pinned_on__release": 8})
     pin = Action(ActionType.PIN, release="1.5.0")
     row = {"id": 5, "uuid": "u5", "belongs_to__application": {"__id": 1}, "is_pinned_on__release": None}
     item = diff.diff_row(pin, "device", row, Resolved(releases={1: 42}))
@@ -71,29 +77,53 @@ def _item(i: int, kind: ChangeKind, before: str | None) -> PlanItem:
 
 
 def test_units_group_by_before_value_and_pool_the_rest() -> None:
-    """Big before-value groups get conditional batches; small ones a checked batch; creates one each."""
+    """Big before-value groups get conditional batches; the small ones share a batch whose filter ORs
+    one term per before-value; creates go one each."""
     items = [_item(i, ChangeKind.CHANGE, "info") for i in range(25)]
     items += [_item(25 + i, ChangeKind.CHANGE, f"v{i}") for i in range(3)]
     items += [_item(28 + i, ChangeKind.CREATE, None) for i in range(2)]
     units = make_units(items, range(len(items)), 10, lambda res, f: 100)
     kinds = [(u.kind, len(u.indices)) for u in units]
     assert kinds == [(UnitKind.CONDITIONAL, 10), (UnitKind.CONDITIONAL, 10), (UnitKind.CONDITIONAL, 5),
-                     (UnitKind.CHECKED, 3), (UnitKind.CREATE, 1), (UnitKind.CREATE, 1)]
-    assert units[0].condition is not None and render(units[0].condition) == "value eq 'info'"
+                     (UnitKind.GROUPED, 3), (UnitKind.CREATE, 1), (UnitKind.CREATE, 1)]
+    assert units[0].filter is not None and units[3].filter is not None
+    ids = ",".join(str(1000 + i) for i in range(10))
+    assert render(units[0].filter) == f"id in ({ids}) and value eq 'info'"
+    assert render(units[3].filter) == ("(id in (1025) and value eq 'v0') or (id in (1026) and value eq 'v1') "
+                                       "or (id in (1027) and value eq 'v2')")
+
+
+def test_units_carry_the_selection_on_the_owner() -> None:
+    """With a selection, a child row's write carries it through its owner, beside the before-values."""
+    items = [_item(25 + i, ChangeKind.CHANGE, f"v{i}") for i in range(2)]
+    selection = Selection.of("device",
+                             "belongs_to__application in (3) and device_tag/any(t:t/tag_key eq 'x')")
+    (unit,) = make_units(items, range(2), 10, lambda res, f: 100, selection=selection)
+    assert unit.filter is not None and render(unit.filter) == (
+        "((id in (1025) and value eq 'v0') or (id in (1026) and value eq 'v1')) and "
+        "device/any(o:o/belongs_to__application in (3) and o/device_tag/any(t:t/tag_key eq 'x'))")
+
+
+def test_units_cap_the_terms_of_one_write() -> None:
+    """One write ORs at most MAX_TERMS before-values; the rest go in further writes."""
+    items = [_item(i, ChangeKind.CHANGE, f"v{i}") for i in range(250)]
+    units = make_units(items, range(250), 200, lambda res, f: 100)
+    assert [(u.kind, len(u.indices)) for u in units] == [
+        (UnitKind.GROUPED, MAX_TERMS), (UnitKind.GROUPED, MAX_TERMS), (UnitKind.GROUPED, 50)]
 
 
 def test_units_shrink_to_the_url_budget() -> None:
     """A batch shrinks until the request line fits the URL budget."""
-    items = [_item(i, ChangeKind.CHANGE, "info") for i in range(200)]
+    items = [_item(i, ChangeKind.CHANGE, "info" if i % 2 else f"v{i}") for i in range(200)]
+
     def length(res: str, f: object) -> int:
         return 20 * len(render(f))  # type: ignore[arg-type]
 
     units = make_units(items, range(200), 200, length)
-    assert len(units) > 1
+    assert len(units) > 2
     for u in units:
-        ids = [items[i].row_id or 0 for i in u.indices]
-        assert length("", id_filter(ids, u.condition)) <= URL_BUDGET
-    assert sum(len(u.indices) for u in units) == 200
+        assert u.filter is not None and length("", u.filter) <= URL_BUDGET
+    assert sorted(i for u in units for i in u.indices) == list(range(200))
 
 
 def _plan(**kw: object) -> Plan:
@@ -126,7 +156,7 @@ def test_plan_file_errors(tmp_path: Path) -> None:
     bad.write_text('{"format": 99}')
     with pytest.raises(PlanFileError) as exc:
         read_plan(bad)
-    assert str(exc.value) == f"{bad}: plan format 99 is not supported (this bulkops reads format 1)"
+    assert str(exc.value) == f"{bad}: plan format 99 is not supported (this bulkops reads formats 1, 2)"
 
 
 def test_expect_guards_name_the_numbers() -> None:

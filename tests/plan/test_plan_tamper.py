@@ -43,6 +43,9 @@ type = "set_env"
 name = "SEALED"
 value = "1"
 """
+# the same job on about 10 devices
+SMALL_JOB = JOB.replace(f'fleet = "{ALLOWED}"\n',
+                        f'fleet = "{ALLOWED}"\nfilter = "startswith(device_name,\'gw-0001\')"\n')
 EDITED = ("bulkops: error: the plan {plan_id} does not match its seal: it was changed after it was made, "
           "or made with another API token; make a new plan\n")
 
@@ -285,20 +288,20 @@ def test_resume_refuses_when_the_job_file_changed(env: SimServer, tmp_path: Path
     assert env.request_log.entries() == []
 
 
-def test_resume_refuses_a_stale_plan(env: SimServer, tmp_path: Path,
-                                     capsys: pytest.CaptureFixture[str]) -> None:
-    """resume of a run whose plan is older than max_plan_age is refused (exit 3), pointing to a new plan
-    of what is left."""
-    run_dir = _planned_run(env, tmp_path, now=datetime.now(UTC) - timedelta(hours=25))
-    env.request_log.clear()
-    assert main(["resume", run_dir.name]) == ExitCode.REFUSED_BY_GUARD
+def test_resume_is_not_refused_for_the_age_of_its_plan(env: SimServer, tmp_path: Path,
+                                                       capsys: pytest.CaptureFixture[str]) -> None:
+    """A run may wait (a long Retry-After, a manual approval): resume of a run whose plan is older than
+    max_plan_age goes on (exit 0), where apply of that plan is refused."""
+    stale = datetime.now(UTC) - timedelta(hours=25)
+    run_dir = _planned_run(env, tmp_path, text=SMALL_JOB, now=stale)
+    plan_file = tmp_path / "stale.json"
+    write_plan(_library_plan(env, tmp_path / "job.toml", stale), plan_file)
+    assert main(["apply", str(plan_file), "--yes"]) == ExitCode.REFUSED_BY_GUARD
     assert capsys.readouterr().err == (
         "bulkops: error: the plan is 25.0h old; plans older than 24.0h are refused (make a new plan)\n")
-    assert env.request_log.entries() == []
-
-
-SMALL_JOB = JOB.replace(f'fleet = "{ALLOWED}"\n',
-                        f'fleet = "{ALLOWED}"\nfilter = "startswith(device_name,\'gw-0001\')"\n')
+    assert main(["resume", run_dir.name]) == ExitCode.OK
+    n = len(orjson.loads((run_dir / "plan.json").read_bytes())["items"])
+    assert rows(env, "SELECT COUNT(*) FROM device_environment_variable WHERE name='SEALED'") == [(n,)]
 
 
 def test_resume_refuses_a_target_moved_to_another_fleet(env: SimServer, tmp_path: Path,

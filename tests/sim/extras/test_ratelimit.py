@@ -39,6 +39,24 @@ def test_fixed_window_starts_at_first_request_and_counts_to_its_end() -> None:
     assert limiter.check("a").allowed
 
 
+def test_fixed_window_can_round_retry_after_up() -> None:
+    """With retry_after=ceil the Retry-After is rounded up, so 0.4 s left gives 1, never 0 mid-window."""
+    clock = FakeClock()
+    limiter = RateLimiter("fixed:1/10s,retry_after=ceil", clock=clock)
+    assert limiter.check("a").allowed
+    clock.advance(9.6)  # 0.4 s left
+    assert (limiter.check("a").allowed, limiter.check("a").retry_after) == (False, 1)
+    clock.advance(0.4)
+    assert limiter.check("a").allowed
+    assert limiter.statistics().spec == "fixed:1/10s,retry_after=ceil"
+    with pytest.raises(ValueError) as err:
+        parse_spec("fixed:1/10s,retry_after=floor")
+    assert str(err.value) == (
+        "rate limit spec 'fixed:1/10s,retry_after=floor': cannot read 'fixed:1/10s,retry_after=floor'; "
+        + ACCEPTED_FORMS
+    )
+
+
 def test_window_is_keyed_per_client_and_token() -> None:
     """Each client key has its own window."""
     limiter = RateLimiter("fixed:1/10s", clock=FakeClock())
