@@ -7,7 +7,8 @@ The library API follows the pipeline::
     async with open_client(api_url, token, job.options) as client:
         plan = await make_plan(job, client, api_url=api_url)
         check_apply(plan, api_url=api_url)
-        journal = new_run(plan)
+        journal = new_run(plan)            # a plan has one run; write_plan(seal_plan(plan, token), path)
+                                           # makes a plan file that `bulkops apply` accepts
         summary = await apply_plan(plan, client, journal)
 
 The names are imported on first use, so ``import bulkops`` (and the ``bulkops`` command's first
@@ -43,6 +44,7 @@ if TYPE_CHECKING:
     from bulkops.plan.guards import check_apply
     from bulkops.plan.make import make_plan
     from bulkops.plan.retry import retry_plan
+    from bulkops.plan.seal import seal_plan
     from bulkops.plan.undo import make_undo_plan
 
 _WHERE = {
@@ -53,7 +55,7 @@ _WHERE = {
     "Journal": "bulkops.journal.journal", "read_plan": "bulkops.plan.file",
     "write_plan": "bulkops.plan.file", "check_apply": "bulkops.plan.guards",
     "make_plan": "bulkops.plan.make", "retry_plan": "bulkops.plan.retry",
-    "make_undo_plan": "bulkops.plan.undo",
+    "make_undo_plan": "bulkops.plan.undo", "seal_plan": "bulkops.plan.seal",
     **dict.fromkeys(("Action", "ActionType", "ChangeKind", "ItemResult", "Job", "Outcome", "Plan",
                      "PlanItem", "Progress", "RunState", "RunSummary"), "bulkops.model"),
 }
@@ -62,7 +64,7 @@ __all__ = [
     "Action", "ActionType", "ChangeKind", "ItemResult", "Job", "Journal", "Outcome", "Plan", "PlanItem",
     "Progress", "RunControl", "RunState", "RunSummary", "apply_plan", "check_apply", "load_job", "load_run",
     "make_plan", "make_undo_plan", "new_run", "open_client", "parse_job", "read_plan", "retry_plan",
-    "run_plan", "summarize", "write_plan",
+    "run_plan", "seal_plan", "summarize", "write_plan",
 ]
 
 

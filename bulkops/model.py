@@ -269,6 +269,7 @@ class Plan:
     # write carries it (empty: none, e.g. an undo, whose writes carry only their before-values)
     precondition: str = ""
     rollout: Rollout | None = None  # applied stage by stage (bulkops.apply.rollout) when set
+    seal: str = ""  # HMAC of the plan's content keyed by the API token (bulkops.plan.seal); "" = unsealed
 
     def counts(self) -> dict[str, int]:
         out = {k.value: 0 for k in ChangeKind}

@@ -26,7 +26,7 @@ from bulkops.config import load_settings
 from bulkops.errors import InputError, TransportError
 from bulkops.sim.server import SimConfig, SimServer
 from tests.api.test_hostile_server import ThreadServer
-from tests.apply.test_kill_resume import REPO, child_env, job_text
+from tests.apply.test_kill_resume import REPO, child_env, edit_plan_file, job_text
 from tests.conftest import human, start_sim
 
 TOKEN = "bo_SECRET_7f3a9c1e5d_token_value_0042"
@@ -107,10 +107,11 @@ def test_token_in_no_stream_or_file_and_files_private(secret_sim: SimServer, tmp
                     'type = "patch"\nfields = { note = "x" }\n[options]\nmax_attempts = 2\n')
     bad = work / "bad.json"
     assert run("-vv", "plan", str(note), "-o", str(bad)).returncode == 0
-    data = orjson.loads(bad.read_bytes())
-    for item in data["items"]:
-        item["after"] = {"no_such_field": "x"}
-    bad.write_bytes(orjson.dumps(data))
+    def unknown_field(data: dict[str, Any]) -> None:
+        for item in data["items"]:
+            item["after"] = {"no_such_field": "x"}
+
+    edit_plan_file(bad, unknown_field, TOKEN)
     failed = run("-vv", "apply", str(bad), "--yes")
     assert failed.returncode == 1 and "HTTP 500" in failed.stdout, failed.stdout
     failed_id = re.search(r"bulkops: run (\S+)", human(failed.stderr))

@@ -16,10 +16,15 @@ from bulkops.api.client import Client
 from bulkops.api.limiter import AdaptiveLimiter
 from bulkops.apply.engine import RunControl, apply_plan
 from bulkops.apply.rollout import RolloutCallback, apply_rollout
+from bulkops.errors import AuthError, GuardError, RemoteError
 from bulkops.journal.journal import Journal
-from bulkops.journal.runs import PLAN_FILE, start_run
+from bulkops.journal.plans import PlanClaim
+from bulkops.journal.runs import PLAN_FILE, new_id, start_run
 from bulkops.model import ApplyOptions, Plan, Progress, RunSummary
 from bulkops.plan.file import plan_chunks, read_plan
+from bulkops.plan.seal import plan_digest
+
+log = structlog.get_logger("bulkops.apply")
 
 
 @asynccontextmanager
@@ -74,12 +79,51 @@ async def run_plan(
     return summary
 
 
-def new_run(plan: Plan) -> Journal:
-    """A fresh run directory holding the plan and a journal with every item."""
-    directory = start_run(plan_chunks(plan), run_id=None)
-    return Journal.create(directory, plan, plan_path=directory / PLAN_FILE)
+def new_run(plan: Plan, *, claim: PlanClaim | None = None) -> Journal:
+    """A fresh run directory holding the plan and a journal with every item, which records the plan's
+    digest. A plan has one run: :class:`GuardError` when it has one already, or while another process
+    holds its lock (``claim``: the lock, already taken by the caller)."""
+    if not plan.plan_id:  # a plan put together by hand, not made by make_plan: nothing to key it on
+        return _create(plan, new_id())
+    held = claim or PlanClaim.take(plan.plan_id)
+    try:
+        held.refuse_if_applied()
+        run_id = held.recorded() or new_id()  # a recorded run without a journal: killed before it existed
+        held.record(run_id)
+        return _create(plan, run_id)
+    finally:
+        if claim is None:
+            held.release()
+
+
+def _create(plan: Plan, run_id: str) -> Journal:
+    directory = start_run(plan_chunks(plan), run_id=run_id)
+    return Journal.create(directory, plan, plan_path=directory / PLAN_FILE, plan_digest=plan_digest(plan))
 
 
 def load_run(directory: Path) -> tuple[Plan, Journal]:
-    """The plan and journal of an existing run directory."""
-    return read_plan(directory / PLAN_FILE), Journal.open(directory)
+    """The plan and journal of an existing run directory; :class:`GuardError` when the run's copy of the
+    plan is not the plan the run was created from."""
+    plan, journal = read_plan(directory / PLAN_FILE), Journal.open(directory)
+    recorded = journal.plan_digest()
+    if recorded != plan_digest(plan):
+        journal.close()
+        if recorded is None:
+            raise GuardError(f"run {directory.name} does not record the digest of its plan (it was created "
+                             "by an older bulkops), so its plan cannot be checked; make a new plan")
+        raise GuardError(f"the plan of run {directory.name} is not the plan the run was created from "
+                         f"({directory / PLAN_FILE} was changed); make a new plan")
+    return plan, journal
+
+
+async def verify_token(client: Client, plan: Plan) -> None:
+    """One cheap GET (one id of the plan's resource) before the first write: a token the API refuses
+    stops here, having changed nothing, instead of costing a refused write per worker. Any other failure
+    of that GET (an outage, a 5xx) says nothing about the token: the run goes on and meets it as before."""
+    try:
+        await client.get(plan.target_resource, select=("id",), top=1)
+    except AuthError as exc:
+        raise AuthError(f"{exc.detail} (checked before the first write: nothing was changed)",
+                        method=exc.method, url=exc.url, status=exc.status) from None
+    except RemoteError as exc:
+        log.warning("bulkops.apply.token_check_inconclusive", status=exc.status, error=str(exc))

@@ -12,7 +12,7 @@ from typing import Any
 import anyio
 
 from bulkops.api.limiter import AdaptiveLimiter
-from bulkops.apply.runner import load_run, new_run, run_plan
+from bulkops.apply.runner import load_run, new_run, run_plan, verify_token
 from bulkops.cli import flows, output, session
 from bulkops.cli import rollout as rollout_cli
 from bulkops.cli.display import estimate_requests, progress_display, rollout_line
@@ -22,6 +22,8 @@ from bulkops.errors import ExitCode, GuardError, InputError
 from bulkops.job.load import LoadedJob, read_job
 from bulkops.journal import report, runs
 from bulkops.journal.journal import DONE, Journal, list_runs
+from bulkops.journal.output import check_output
+from bulkops.journal.plans import PlanClaim
 from bulkops.journal.runs import PLAN_FILE
 from bulkops.model import ChangeKind, Outcome, Plan, RunState, RunSummary
 from bulkops.plan.allowlist import check_plan_fleets
@@ -30,6 +32,7 @@ from bulkops.plan.export import csv_chunks
 from bulkops.plan.file import plan_chunks, read_plan
 from bulkops.plan.guards import check_apply
 from bulkops.plan.retry import retry_plan
+from bulkops.plan.seal import seal_plan
 from bulkops.plan.undo import make_undo_plan
 
 
@@ -91,8 +94,14 @@ def run_async(fn: Any, *args: Any) -> Any:
     return anyio.run(fn, *args)
 
 
-def plan_output(args: argparse.Namespace, name: str) -> Path:
-    return Path(args.output) if getattr(args, "output", None) else Path(f"{name}.plan.json")
+def plan_output(args: argparse.Namespace, name: str) -> str:
+    return str(args.output) if getattr(args, "output", None) else f"{name}.plan.json"
+
+
+def _check_plan_output(args: argparse.Namespace) -> None:
+    """A ``-o`` that cannot be written is refused before anything is read or sent."""
+    if getattr(args, "output", None):
+        check_output(args.output, "the plan")
 
 
 _out = output.out
@@ -140,7 +149,7 @@ def _write_outputs(args: argparse.Namespace, plan: Plan, ctx: PlanContext, out: 
 def _planned(args: argparse.Namespace, loaded: LoadedJob, ep: Endpoint) -> tuple[Plan, PlanContext]:
     every_row = bool(getattr(args, "csv", None))
     plan, ctx = run_async(partial(flows.plan_with_context, loaded.job, ep, every_row=every_row))
-    return plan, ctx
+    return seal_plan(plan, ep.token), ctx
 
 
 def _pending_exit(args: argparse.Namespace, plan: Plan) -> int:
@@ -152,12 +161,13 @@ def _pending_exit(args: argparse.Namespace, plan: Plan) -> int:
 
 def cmd_undo(args: argparse.Namespace) -> int:
     directory = runs.run_dir(args.run)
+    _check_plan_output(args)
     ep = endpoint(args)
     original = read_plan(directory / PLAN_FILE)
     if original.api_url.rstrip("/") != ep.api_url.rstrip("/"):
         raise GuardError(f"the run was made against {original.api_url}, not {ep.api_url}")
     taken = flows.stdout_users(args)
-    plan = run_async(_undo, directory, ep)
+    plan = seal_plan(run_async(_undo, directory, ep), ep.token)
     ctx = run_async(partial(flows.context_of, plan, ep))
     out = args.output or f"{plan.job_name}.plan.json"
     flows.show_preview(plan, (), ctx, as_json=args.json, stdout_taken="-o -" in taken)
@@ -175,7 +185,7 @@ def cmd_plan(args: argparse.Namespace) -> int:
             raise InputError("give a job file or --retry-failed RUN, not both")
         directory = runs.run_dir(args.retry_failed)
         ep = endpoint(args)
-        plan = run_async(_retry, directory, ep)
+        plan = seal_plan(run_async(_retry, directory, ep), ep.token)
         ctx = run_async(partial(flows.context_of, plan, ep, every_row=bool(args.csv)))
         flows.show_preview(plan, (), ctx, as_json=args.json, stdout_taken=bool(taken) and not args.json)
         _write_outputs(args, plan, ctx, args.output or f"{plan.job_name}.retry.plan.json")
@@ -188,21 +198,30 @@ def cmd_plan(args: argparse.Namespace) -> int:
 def plan_loaded(args: argparse.Namespace, loaded: LoadedJob) -> int:
     """``plan`` of a job already read (a job file, or a one-liner's job built in memory)."""
     taken = flows.stdout_users(args)
+    _check_plan_output(args)
     plan, ctx = _planned(args, loaded, endpoint(args))
     flows.show_preview(plan, loaded.notes, ctx, as_json=args.json, stdout_taken=bool(taken) and not args.json)
     _write_outputs(args, plan, ctx, args.output or plan_output(args, loaded.job.name))
     return _pending_exit(args, plan)
 
 
-async def _apply(plan: Plan, ep: Endpoint, run_dir: Path | None) -> RunSummary:
+async def _apply(plan: Plan, ep: Endpoint, run_dir: Path | None,
+                 claim: PlanClaim | None = None) -> RunSummary:
+    """Check the token (one GET) and the allowlist on the server, then create or reopen the run and
+    apply it. Nothing is written before both checks pass."""
     limiter = AdaptiveLimiter(max_concurrency=plan.options.max_concurrency)
     async with flows.cli_client(ep, plan.options, limiter=limiter) as client:
         if run_dir is None:
+            if any(it.kind is not ChangeKind.NOOP for it in plan.items):
+                await verify_token(client, plan)
             await check_plan_fleets(plan, client)
-            journal = new_run(plan)
+            journal = new_run(plan, claim=claim)
         else:
             plan, journal = load_run(run_dir)
             try:
+                left = sum(1 for state in journal.states().values() if state != DONE)
+                if left:
+                    await verify_token(client, plan)
                 await check_plan_fleets(plan, client)
             except BaseException:
                 journal.close()
@@ -252,9 +271,21 @@ def _finish(summary: RunSummary, *, as_json: bool = False, preview: dict[str, ob
 def cmd_apply(args: argparse.Namespace) -> int:
     plan = read_plan(args.plan)
     ep = endpoint(args)
-    check_apply(plan, api_url=ep.api_url, force=args.force)
-    confirm(plan, yes=args.yes)
-    return _finish(run_async(_apply, plan, ep, None), as_json=getattr(args, "json", False))
+    check_apply(plan, api_url=ep.api_url, force=args.force, token=ep.token)
+    with _claim(plan) as claim:
+        confirm(plan, yes=args.yes)
+        return _finish(run_async(_apply, plan, ep, None, claim), as_json=getattr(args, "json", False))
+
+
+def _claim(plan: Plan) -> PlanClaim:
+    """The plan's lock, held through the whole apply; refused if the plan already has a run."""
+    claim = PlanClaim.take(plan.plan_id)
+    try:
+        claim.refuse_if_applied()
+    except BaseException:
+        claim.release()
+        raise
+    return claim
 
 
 def cmd_run(args: argparse.Namespace) -> int:
@@ -274,24 +305,27 @@ def run_loaded(args: argparse.Namespace, loaded: LoadedJob) -> int:
             _out(flows.to_json_bytes({"plan": preview, "run": None}).decode())
         output.note("bulkops.run.nothing", "nothing to apply; no run was started", plan_requests=planning)
         return int(ExitCode.OK)
-    check_apply(plan, api_url=ep.api_url)
-    confirm(plan, yes=args.yes)
-    return _finish(run_async(_apply, plan, ep, None), as_json=args.json, preview=preview,
-                   plan_requests=planning)
+    check_apply(plan, api_url=ep.api_url, token=ep.token)
+    with _claim(plan) as claim:
+        confirm(plan, yes=args.yes)
+        return _finish(run_async(_apply, plan, ep, None, claim), as_json=args.json, preview=preview,
+                       plan_requests=planning)
 
 
 def cmd_resume(args: argparse.Namespace) -> int:
     directory = runs.run_dir(args.run)
     if (waiting := rollout_cli.before_resume(directory)) is not None:
         return waiting
-    plan, journal = load_run(directory)
+    plan, journal = load_run(directory)  # refused if the run's copy of the plan was changed
     try:
-        pending = sum(1 for j in journal.items() if j.state != DONE)
+        pending = sum(1 for state in journal.states().values() if state != DONE)
     finally:
         journal.close()
     ep = endpoint(args)
     if plan.api_url.rstrip("/") != ep.api_url.rstrip("/"):
         raise GuardError(f"the run was made against {plan.api_url}, not {ep.api_url}")
+    if pending:  # the guards of apply, for what is left to write
+        check_apply(plan, api_url=ep.api_url, force=getattr(args, "force", False), resuming=True)
     output.note("bulkops.run.resuming", f"resuming run {directory.name}: {pending} items left",
                 run_id=directory.name, pending=pending)
     return _finish(run_async(_apply, plan, ep, directory))

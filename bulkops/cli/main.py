@@ -80,6 +80,7 @@ def build_parser() -> argparse.ArgumentParser:
     schedule_cli.add_run_flags(p)
     p = sub.add_parser("resume", parents=[common], help="continue an interrupted or stopped run")
     p.add_argument("run")
+    p.add_argument("--force", action="store_true", help="resume even though the job file is gone")
     p.set_defaults(handler=commands.cmd_resume)
     p = sub.add_parser("undo", parents=[common], help="plan the undo of a run (apply it with `apply`)")
     p.add_argument("run")

@@ -16,7 +16,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from bulkops.journal.runs import write_private
+from bulkops.journal.output import write_output
 
 STDOUT = "-"
 
@@ -90,5 +90,5 @@ def write_file(path: str | Path, data: bytes | Iterable[bytes]) -> str:
             buffer.write(chunk)
         buffer.flush()
         return "stdout"
-    write_private(Path(path), data)
+    write_output(path, data)  # a symlink written through, a device or FIFO in place, a file atomically
     return str(path)

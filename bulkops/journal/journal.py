@@ -15,6 +15,7 @@ Tables:
              last HTTP ``status``, ``attempts``, ``error``
     attempt  one row per request: method, path and filter (never a token), items it addressed,
              sent_at, status, answered_at, error
+    meta     key/value: ``plan_digest``, the digest of the plan the run was created from
 """
 
 from __future__ import annotations
@@ -47,6 +48,7 @@ CREATE TABLE IF NOT EXISTS item (
     state TEXT NOT NULL, outcome TEXT, status INTEGER, attempts INTEGER NOT NULL DEFAULT 0,
     error TEXT, updated_at TEXT NOT NULL
 );
+CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS attempt (
     id INTEGER PRIMARY KEY AUTOINCREMENT, method TEXT NOT NULL, path TEXT NOT NULL,
     items TEXT NOT NULL, sent_at TEXT NOT NULL, status INTEGER, answered_at TEXT, error TEXT
@@ -143,7 +145,8 @@ class Journal:
         return conn
 
     @classmethod
-    def create(cls, run_dir: Path, plan: Plan, *, plan_path: Path | None = None) -> Journal:
+    def create(cls, run_dir: Path, plan: Plan, *, plan_path: Path | None = None,
+               plan_digest: str = "") -> Journal:
         """A new journal in ``run_dir`` holding every plan item; no-ops are recorded as done.
 
         It is built under a temporary name and renamed into place once complete, so a process killed
@@ -174,6 +177,9 @@ class Journal:
                         plan.job_name, plan.action.type.value, len(plan.items), now, now,
                     ))
                     conn.executemany(INSERT_ITEM, rows)
+                    if plan_digest:
+                        conn.execute("INSERT INTO meta (key, value) VALUES ('plan_digest', ?)",
+                                     (plan_digest,))
             finally:
                 conn.close()
             os.replace(tmp, path)
@@ -341,6 +347,11 @@ class Journal:
         if state == RunState.RUNNING.value and not self.in_use():
             state = "crashed"  # running per the journal, but no process holds it: resume it
         return RunInfo(r[0], state, r[2], r[3], r[4], r[5], r[6], self.counts())
+
+    def plan_digest(self) -> str | None:
+        """The digest of the plan the run was created from (None: not recorded)."""
+        row = self._conn.execute("SELECT value FROM meta WHERE key='plan_digest'").fetchone()
+        return str(row[0]) if row else None
 
     def message(self) -> str:
         row = self._conn.execute("SELECT message FROM run").fetchone()

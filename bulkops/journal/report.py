@@ -11,7 +11,7 @@ import orjson
 
 from bulkops.journal import rollout_report
 from bulkops.journal.journal import Journal, JournalItem
-from bulkops.journal.runs import write_private
+from bulkops.journal.output import write_output
 from bulkops.model import Outcome
 
 COLUMNS = ("index", "id", "label", "kind", "resource", "row_id", "before", "after", "outcome", "status",
@@ -53,7 +53,8 @@ def report_json(journal: Journal) -> dict[str, Any]:
 
 
 def write_json(journal: Journal, path: str | Path) -> None:
-    write_private(Path(path), orjson.dumps(report_json(journal), option=orjson.OPT_INDENT_2))
+    data = orjson.dumps(report_json(journal), option=orjson.OPT_INDENT_2) + b"\n"
+    write_output(path, data, "the JSON report")
 
 
 def csv_text(journal: Journal) -> str:
@@ -66,7 +67,7 @@ def csv_text(journal: Journal) -> str:
 
 
 def write_csv(journal: Journal, path: str | Path) -> None:
-    write_private(Path(path), csv_text(journal).encode())
+    write_output(path, csv_text(journal).encode(), "the CSV report")
 
 
 def summary_text(journal: Journal) -> str:

@@ -11,7 +11,7 @@ import orjson
 
 from bulkops.errors import PlanFileError
 from bulkops.job.rollout import rollout_from_json, rollout_to_json
-from bulkops.journal.runs import write_private
+from bulkops.journal.output import write_output
 from bulkops.model import (
     PLAN_FORMAT,
     Action,
@@ -57,6 +57,7 @@ def plan_to_json(plan: Plan, *, with_items: bool = True) -> dict[str, Any]:
         "warnings": list(plan.warnings),
         "counts": plan.counts(),
         "rollout": rollout_to_json(plan.rollout),
+        "seal": plan.seal,
     } | ({"items": [item_to_json(it) for it in plan.items]} if with_items else {})
 
 
@@ -121,6 +122,7 @@ def plan_from_json(data: Mapping[str, Any]) -> Plan:
         undo_of=str(data.get("undo_of", "")),
         precondition=_precondition(data),
         rollout=rollout_from_json(data.get("rollout")),
+        seal=str(data.get("seal") or ""),
     )
 
 
@@ -132,8 +134,9 @@ def _precondition(data: Mapping[str, Any]) -> str:
 
 
 def write_plan(plan: Plan, path: str | Path) -> None:
-    """Write the plan to ``path`` (mode 0600, atomic)."""
-    write_private(Path(path), plan_chunks(plan))
+    """Write the plan to ``path``: a regular file is replaced atomically (mode 0600), ``-`` is stdout, a
+    symlink is written through, a character device or FIFO in place (:mod:`bulkops.journal.output`)."""
+    write_output(path, plan_chunks(plan), "the plan")
 
 
 def read_plan(path: str | Path) -> Plan:

@@ -7,12 +7,14 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Iterable
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 from bulkops.errors import GuardError
 from bulkops.model import Expect, Plan
+from bulkops.plan.seal import check_seal
 
+FUTURE_SKEW = timedelta(minutes=5)  # clocks of two machines may differ by this much
 NOUNS = {"device": ("device", "devices"), "application": ("fleet", "fleets")}
 
 
@@ -59,18 +61,43 @@ def fingerprint(path: str | Path) -> str:
     return hashlib.sha256(Path(path).read_bytes()).hexdigest()
 
 
-def check_apply(plan: Plan, *, api_url: str, now: datetime | None = None, force: bool = False) -> None:
-    """Refuse a plan that is stale, made from a job file that changed since, made against another API,
-    or (after hand edits) outside its own bounds. ``force`` only waives a job file that is gone."""
+def check_apply(plan: Plan, *, api_url: str, now: datetime | None = None, force: bool = False,
+                token: str | None = None, resuming: bool = False) -> None:
+    """Refuse a plan that was edited (with ``token``: its seal, see :mod:`bulkops.plan.seal`), that is
+    stale or dated in the future, made from a job file that changed since, made against another API, or
+    outside its own bounds. ``force`` only waives a job file that is gone; it never lifts a guard.
+    ``resuming``: a run already started is not refused for its plan's age (a run may wait for a long
+    ``Retry-After`` or a manual approval; each write still carries what the plan saw)."""
     now = now or datetime.now(UTC)
+    if token is not None:
+        check_seal(plan, token)
     if plan.api_url.rstrip("/") != api_url.rstrip("/"):
         raise GuardError(f"the plan was made against {plan.api_url}, not {api_url}; make a new plan")
+    if not resuming:
+        _check_age(plan, now)
+    _check_job(plan, force)
+    counted = len(plan.items)
+    check_expect(plan.expect, counted, plan.population, plan.target_resource)
+    check_allowed(plan.allow_fleets, plan.fleets)
+
+
+def _check_age(plan: Plan, now: datetime) -> None:
+    ahead = plan.created_at - now
+    if ahead > FUTURE_SKEW:
+        raise GuardError(
+            f"the plan is dated {plan.created_at.astimezone(UTC):%Y-%m-%d %H:%M:%S} UTC, "
+            f"{_human(ahead.total_seconds())} in the future; check the clock of the machine that made it, "
+            "then make a new plan"
+        )
     age = now - plan.created_at
     if age > plan.options.max_plan_age:
         raise GuardError(
             f"the plan is {_human(age.total_seconds())} old; plans older than "
             f"{_human(plan.options.max_plan_age.total_seconds())} are refused (make a new plan)"
         )
+
+
+def _check_job(plan: Plan, force: bool) -> None:
     if plan.job_path:
         job = Path(plan.job_path)
         if job.exists():
@@ -83,9 +110,6 @@ def check_apply(plan: Plan, *, api_url: str, now: datetime | None = None, force:
                 f"the job file {plan.job_path} is gone, so the plan cannot be checked against it; "
                 "use --force to apply it anyway"
             )
-    counted = len(plan.items)
-    check_expect(plan.expect, counted, plan.population, plan.target_resource)
-    check_allowed(plan.allow_fleets, plan.fleets)
 
 
 def _human(seconds: float) -> str:

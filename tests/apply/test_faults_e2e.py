@@ -16,7 +16,6 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-import orjson
 import pytest
 import structlog
 
@@ -29,6 +28,7 @@ from tests.apply.test_kill_resume import (
     bulkops,
     child_env,
     created,
+    edit_plan_file,
     job_text,
     make_plan_file,
     preseed,
@@ -237,10 +237,6 @@ max_attempts = 3
 """
 
 
-def _edit_plan(path: Path, edit: Any) -> None:
-    data = orjson.loads(path.read_bytes())
-    edit(data)
-    path.write_bytes(orjson.dumps(data))
 
 
 @pytest.mark.timeout(60)
@@ -258,7 +254,7 @@ def test_unknown_field_500_is_bounded_and_reported_per_target(sim: SimServer, tm
         for item in data["items"]:
             item["after"] = {"no_such_field": item["after"]["note"]}
 
-    _edit_plan(plan_file, rename)
+    edit_plan_file(plan_file, rename, sim.api_key)
     env = child_env(sim.url, sim.api_key, tmp_path / "home")
     started = time.monotonic()
     proc = bulkops(["apply", str(plan_file), "--yes"], env, timeout=50)
@@ -294,7 +290,7 @@ def test_bad_request_is_not_retried_and_reported_per_target(sim: SimServer, tmp_
         for item in data["items"]:
             item["key"]["name"] = "BALENA_RESERVED"
 
-    _edit_plan(plan_file, rename)
+    edit_plan_file(plan_file, rename, sim.api_key)
     env = child_env(sim.url, sim.api_key, tmp_path / "home")
     proc = bulkops(["apply", str(plan_file), "--yes"], env, timeout=50)
     assert proc.returncode == ExitCode.SOME_FAILED, proc.stderr

@@ -16,7 +16,7 @@ import sqlite3
 import subprocess
 import sys
 import time
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -25,10 +25,11 @@ import orjson
 import pytest
 import structlog
 
-from bulkops import load_job, make_plan, open_client, write_plan
+from bulkops import load_job, make_plan, open_client, seal_plan, write_plan
 from bulkops.cli.main import main
 from bulkops.errors import ExitCode
 from bulkops.model import ChangeKind, Plan
+from bulkops.plan.file import plan_from_json
 from bulkops.sim.requestlog import LogEntry
 from bulkops.sim.server import SimConfig, SimServer
 from tests.conftest import rows, start_sim
@@ -90,16 +91,24 @@ def the_run(home: Path, *, wait: float = 0.0) -> Path | None:
 
 
 def make_plan_file(url: str, token: str, job_path: Path, out: Path) -> Plan:
-    """Plan ``job_path`` through the library (as `bulkops plan` does) and write the plan file."""
+    """Plan ``job_path`` through the library (as `bulkops plan` does) and write the sealed plan file."""
     job = load_job(job_path)
 
     async def go() -> Plan:
         async with open_client(url, token, job.options) as client:
             return await make_plan(job, client, api_url=url)
 
-    plan = anyio.run(go)
+    plan = seal_plan(anyio.run(go), token)
     write_plan(plan, out)
     return plan
+
+
+def edit_plan_file(path: Path, edit: Callable[[dict[str, Any]], None], token: str) -> None:
+    """Edit a plan file's JSON and seal it again with ``token``, as only a holder of the token can: the
+    edited plan gets past the seal, so what apply checks on the server is what is tested."""
+    data = orjson.loads(path.read_bytes())
+    edit(data)
+    write_plan(seal_plan(plan_from_json(data), token), path)
 
 
 def preseed(sim: SimServer, var: str, rng: random.Random, fleet: str = FLEET) -> None:

@@ -1,6 +1,10 @@
 """``allow_fleets``: a job limited to an allowlist of fleets is refused when it would touch another fleet —
 when the job file is read, when the plan is made (rows selected by the filter), and when a plan file
-edited to reach a device of another fleet is applied. A refusal sends no write."""
+edited to reach a device of another fleet is applied. A refusal sends no write.
+
+An edited plan file is refused by its seal (tests/plan/test_plan_tamper.py); the edits here are sealed
+again with the token, as a holder of the token could, so that the check apply makes on the server — the
+fleet of every row the plan writes — is tested on its own."""
 
 from __future__ import annotations
 
@@ -14,7 +18,7 @@ import structlog
 
 from bulkops.errors import ExitCode
 from bulkops.sim.server import SimServer
-from tests.apply.test_kill_resume import bulkops, child_env, make_plan_file, the_run
+from tests.apply.test_kill_resume import bulkops, child_env, edit_plan_file, make_plan_file, the_run
 from tests.conftest import human, rows, writes
 
 ALLOWED = "acme/gateway"
@@ -100,9 +104,7 @@ def _edited_apply(sim: SimServer, tmp_path: Path, edit: Any) -> tuple[int, str]:
     path = job(tmp_path, f'fleet = "{ALLOWED}"', SET_ENV)
     plan_file = tmp_path / "p.json"
     make_plan_file(sim.url, sim.api_key, path, plan_file)
-    data = orjson.loads(plan_file.read_bytes())
-    edit(data)
-    plan_file.write_bytes(orjson.dumps(data))
+    edit_plan_file(plan_file, edit, sim.api_key)  # sealed again: the server-side check is what is tested
     sim.request_log.clear()
     proc = bulkops(["apply", str(plan_file), "--yes"], child_env(sim.url, sim.api_key, tmp_path / "h"))
     return proc.returncode, human(proc.stderr)

@@ -136,7 +136,8 @@ def test_cli_exit_codes_of_paused_and_aborted_runs(rsim: SimServer, home: Path, 
     journal.close()
     assert summary.state is RunState.PAUSED
     capsys.readouterr()
-    assert main(["resume", journal.run_id]) == ExitCode.RUN_FAILED  # the outage goes on (virtual time stands)
+    # --force: the plan names the job "job.toml", a file that does not exist (resume checks the job file)
+    assert main(["resume", journal.run_id, "--force"]) == ExitCode.RUN_FAILED  # the outage goes on
     err = human(capsys.readouterr().err)
     assert "bulkops: paused: gate inconclusive at stage 1 of 2 (GET " in err
     rsim.faults.set_spec("503=1,methods=POST")
