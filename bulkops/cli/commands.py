@@ -226,6 +226,8 @@ async def _apply(plan: Plan, ep: Endpoint, run_dir: Path | None,
             except BaseException:
                 journal.close()
                 raise
+            output.note("bulkops.run.resuming", f"resuming run {journal.run_id}: {left} items left",
+                        run_id=journal.run_id, pending=left)
         try:
             session.started_run(journal.run_id)
             output.note("bulkops.run.started", f"run {journal.run_id}", run_id=journal.run_id)
@@ -326,8 +328,6 @@ def cmd_resume(args: argparse.Namespace) -> int:
         raise GuardError(f"the run was made against {plan.api_url}, not {ep.api_url}")
     if pending:  # the guards of apply, for what is left to write
         check_apply(plan, api_url=ep.api_url, force=getattr(args, "force", False), resuming=True)
-    output.note("bulkops.run.resuming", f"resuming run {directory.name}: {pending} items left",
-                run_id=directory.name, pending=pending)
     return _finish(run_async(_apply, plan, ep, directory))
 
 

@@ -9,7 +9,7 @@ import json
 import anyio
 import pytest
 
-from bulkops.api.limiter import AdaptiveLimiter
+from bulkops.api.limiter import AdaptiveLimiter, Ticket
 from bulkops.cli.display import RunProgress, Snapshot, estimate_requests, progress_display, render_lines
 from bulkops.model import ChangeKind, PlanItem, Progress
 from tests.api.test_limiter import LATENCY, FixedWindowServer, VirtualClock
@@ -34,7 +34,7 @@ def test_a_pause_is_shown_with_its_seconds() -> None:
     lines = render_lines(progress.snapshot())
     assert lines == ["applied 100/400 (25%)   elapsed 0:10   ETA 0:23",  # 210 requests left at 9/s
                      "rate 9.0 req/s (no limit met yet)   in flight 0   429s 0   requests 90"]
-    limiter.on_throttled(7.0)
+    limiter.on_throttled(Ticket(sent_at=clock.now), 7.0)
     lines = render_lines(progress.snapshot())
     assert lines == ["applied 100/400 (25%)   elapsed 0:10   ETA —",
                      "rate — (learning the limit)   in flight 0   429s 1   requests 90",
@@ -71,13 +71,13 @@ async def test_eta_comes_from_the_learned_rate() -> None:
         nonlocal sent
         while next(counter) < 400:
             while True:
-                async with limiter.slot():
+                async with limiter.slot() as ticket:
                     await clock.sleep(LATENCY)
                     retry_after = server.handle()
                     if retry_after is None:
-                        limiter.on_success()
+                        limiter.on_success(ticket)
                         break
-                    limiter.on_throttled(retry_after)
+                    limiter.on_throttled(ticket, retry_after)
             sent += 1
             progress(Progress(sent, 1000, len(server.log), 0, clock.now))
         done.set()

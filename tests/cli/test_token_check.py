@@ -15,6 +15,7 @@ from bulkops.errors import ExitCode
 from bulkops.plan.file import read_plan
 from bulkops.sim.server import SimServer
 from tests.cli.test_cli import write_job
+from tests.conftest import human
 
 JOB = """\
 name = "token"
@@ -67,7 +68,7 @@ def test_apply_with_a_refused_token_sends_no_write(env: SimServer, home: Path, t
     capsys.readouterr()
     _revoke(env)
     assert main(["apply", str(plan), "--yes"]) == ExitCode.RUN_FAILED
-    _refused_once(env, capsys.readouterr().err)
+    _refused_once(env, human(capsys.readouterr().err))
     assert not (home / "runs").exists()
 
 
@@ -82,6 +83,6 @@ def test_resume_with_a_refused_token_sends_no_write(env: SimServer, home: Path, 
     journal.close()
     _revoke(env)
     assert main(["resume", journal.run_id]) == ExitCode.RUN_FAILED
-    _refused_once(env, capsys.readouterr().err)
+    _refused_once(env, human(capsys.readouterr().err))
     assert main(["runs"]) == ExitCode.OK
     assert f"{journal.run_id} planned" in " ".join(capsys.readouterr().out.split())

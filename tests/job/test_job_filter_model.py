@@ -11,6 +11,7 @@ from bulkops.cli.main import main
 from bulkops.errors import ExitCode, FilterModelError, JobFileError
 from bulkops.job.load import parse_job
 from bulkops.sim.server import SimServer
+from tests.conftest import human
 from tests.job.test_job_filter import job_with_filter
 
 CASES = [
@@ -44,7 +45,7 @@ def test_validate_refuses_it_with_one_line(text: str, message: str, tmp_path: Pa
     job = tmp_path / "job.toml"
     job.write_text(job_with_filter(text))
     assert main(["validate", str(job)]) == ExitCode.INVALID_INPUT
-    err = capsys.readouterr().err
+    err = human(capsys.readouterr().err)
     assert err == f"bulkops: error: {job}: [target.filter] {message} (in the filter)\n"
 
 
@@ -59,5 +60,5 @@ def test_plan_refuses_it_before_any_request(sim: SimServer, home: Path, tmp_path
     before = len(sim.request_log.entries())
     assert main(["plan", str(job), "-o", str(tmp_path / "p.json")]) == ExitCode.INVALID_INPUT
     assert len(sim.request_log.entries()) == before
-    assert "did you mean device_tag/any(t:t/tag_key eq 'ring')?" in capsys.readouterr().err
+    assert "did you mean device_tag/any(t:t/tag_key eq 'ring')?" in human(capsys.readouterr().err)
     assert not (tmp_path / "p.json").exists()

@@ -18,7 +18,7 @@ from bulkops.journal.plans import PlanClaim
 from bulkops.plan.file import read_plan
 from bulkops.sim.server import SimServer
 from tests.apply.test_kill_resume import REPO, child_env
-from tests.conftest import start_sim, writes
+from tests.conftest import human, start_sim, writes
 
 JOB = """\
 name = "once"
@@ -69,11 +69,11 @@ def test_second_apply_of_a_plan_is_refused(env: SimServer, home: Path, tmp_path:
     run; `bulkops resume RUN` still works on that run."""
     plan = _plan(tmp_path, capsys)
     assert main(["apply", str(plan), "--yes"]) == ExitCode.OK
-    run_id = _run_id(capsys.readouterr().err)
+    run_id = _run_id(human(capsys.readouterr().err))
     env.request_log.clear()
     assert main(["apply", str(plan), "--yes"]) == ExitCode.REFUSED_BY_GUARD
     plan_id = read_plan(plan).plan_id
-    assert capsys.readouterr().err == (
+    assert human(capsys.readouterr().err) == (
         f"bulkops: error: plan {plan_id} was already applied as run {run_id} (done); plan again or "
         f"`bulkops resume {run_id}`\n")
     assert env.request_log.entries() == []
@@ -101,7 +101,7 @@ def test_two_processes_applying_one_plan_at_once(env: SimServer, home: Path, tmp
     loser = next(err for p, (_, err) in zip(procs, results, strict=True)
                  if p.returncode == ExitCode.REFUSED_BY_GUARD)
     plan_id = read_plan(plan).plan_id
-    assert loser == (f"bulkops: error: plan {plan_id} is being applied by another bulkops process; "
+    assert human(loser) == (f"bulkops: error: plan {plan_id} is being applied by another bulkops process; "
                      "see `bulkops runs`\n")
     assert len(list((home / "runs").iterdir())) == 1
     entries = env.request_log.entries()
@@ -121,7 +121,7 @@ def test_a_run_killed_before_its_journal_does_not_use_up_the_plan(env: SimServer
     with PlanClaim.take(read_plan(plan).plan_id) as claim:
         claim.record("20260101T000000Z-abcdef")
     assert main(["apply", str(plan), "--yes"]) == ExitCode.OK
-    assert _run_id(capsys.readouterr().err) == "20260101T000000Z-abcdef"
+    assert _run_id(human(capsys.readouterr().err)) == "20260101T000000Z-abcdef"
 
 
 def test_new_run_refuses_a_plan_that_has_a_run(env: SimServer, home: Path, tmp_path: Path,

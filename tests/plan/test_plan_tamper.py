@@ -28,7 +28,7 @@ from bulkops.plan.make import make_plan
 from bulkops.plan.seal import check_seal, seal_plan
 from bulkops.sim.server import SimServer
 from tests.apply.test_kill_resume import bulkops, child_env
-from tests.conftest import rows, writes
+from tests.conftest import human, rows, writes
 
 ALLOWED = "acme/gateway"
 JOB = f"""\
@@ -122,7 +122,7 @@ def test_edited_plan_is_refused_before_any_request(env: SimServer, tmp_path: Pat
     data = _edit(plan, EDITS[edit])
     env.request_log.clear()
     assert main(["apply", str(plan), "--yes"]) == ExitCode.REFUSED_BY_GUARD
-    assert capsys.readouterr().err == EDITED.format(plan_id=data["plan_id"])
+    assert human(capsys.readouterr().err) == EDITED.format(plan_id=data["plan_id"])
     assert env.request_log.entries() == []
     assert not (Path(os.environ["BULKOPS_HOME"]) / "runs").exists()
 
@@ -135,7 +135,7 @@ def test_allowlist_emptied_and_item_moved_to_another_fleet_is_refused(
     data = _edit(plan, _moved_to_sensor(env))
     env.request_log.clear()
     assert main(["apply", str(plan), "--yes"]) == ExitCode.REFUSED_BY_GUARD
-    assert capsys.readouterr().err == EDITED.format(plan_id=data["plan_id"])
+    assert human(capsys.readouterr().err) == EDITED.format(plan_id=data["plan_id"])
     assert writes(env) == []
     assert rows(env, "SELECT COUNT(*) FROM device_environment_variable WHERE name='SEALED'") == [(0,)]
 
@@ -147,7 +147,7 @@ def test_plan_without_a_seal_is_refused(env: SimServer, tmp_path: Path,
     data = _edit(plan, lambda d: d.pop("seal"))
     env.request_log.clear()
     assert main(["apply", str(plan), "--yes"]) == ExitCode.REFUSED_BY_GUARD
-    assert capsys.readouterr().err == (
+    assert human(capsys.readouterr().err) == (
         f"bulkops: error: the plan {data['plan_id']} has no seal, so an edit of it could not be detected; "
         "make a new plan with `bulkops plan`\n")
     assert env.request_log.entries() == []
@@ -169,7 +169,7 @@ def test_plan_applied_with_another_token_is_refused(env: SimServer, tmp_path: Pa
     env.request_log.clear()
     assert main(["apply", str(plan), "--yes"]) == ExitCode.REFUSED_BY_GUARD
     plan_id = orjson.loads(plan.read_bytes())["plan_id"]
-    assert capsys.readouterr().err == EDITED.format(plan_id=plan_id)
+    assert human(capsys.readouterr().err) == EDITED.format(plan_id=plan_id)
     assert env.request_log.entries() == []
 
 
@@ -194,7 +194,7 @@ def test_plan_dated_in_the_future_is_refused(env: SimServer, tmp_path: Path,
     write_plan(plan, path)
     env.request_log.clear()
     assert main(["apply", str(path), "--yes"]) == ExitCode.REFUSED_BY_GUARD
-    err = capsys.readouterr().err
+    err = human(capsys.readouterr().err)
     assert err.startswith(f"bulkops: error: the plan is dated {plan.created_at:%Y-%m-%d %H:%M:%S} UTC, "), err
     assert err.endswith(" in the future; check the clock of the machine that made it, then make a new plan\n")
     assert env.request_log.entries() == []
@@ -228,7 +228,7 @@ def test_force_with_the_job_gone_does_not_lift_allow_fleets(env: SimServer, tmp_
     data = _edit(plan, _moved_to_sensor(env))
     env.request_log.clear()
     assert main(["apply", str(plan), "--yes", "--force"]) == ExitCode.REFUSED_BY_GUARD
-    assert capsys.readouterr().err == EDITED.format(plan_id=data["plan_id"])
+    assert human(capsys.readouterr().err) == EDITED.format(plan_id=data["plan_id"])
     assert writes(env) == []
 
 
@@ -243,7 +243,7 @@ def test_force_still_refuses_a_target_moved_to_another_fleet(env: SimServer, tmp
                         (env.demo.fleets["acme/sensor"], target))
     env.request_log.clear()
     assert main(["apply", str(plan), "--yes", "--force"]) == ExitCode.REFUSED_BY_GUARD
-    assert capsys.readouterr().err == (
+    assert human(capsys.readouterr().err) == (
         f"bulkops: error: fleet acme/sensor is not in allow_fleets ({ALLOWED})\n")
     assert writes(env) == []
 
@@ -268,7 +268,7 @@ def test_resume_refuses_a_run_whose_plan_was_edited(env: SimServer, tmp_path: Pa
     _edit(run_dir / "plan.json", _moved_to_sensor(env))
     env.request_log.clear()
     assert main(["resume", run_dir.name]) == ExitCode.REFUSED_BY_GUARD
-    assert capsys.readouterr().err == (
+    assert human(capsys.readouterr().err) == (
         f"bulkops: error: the plan of run {run_dir.name} is not the plan the run was created from "
         f"({run_dir / 'plan.json'} was changed); make a new plan\n")
     assert writes(env) == []
@@ -283,7 +283,7 @@ def test_resume_refuses_when_the_job_file_changed(env: SimServer, tmp_path: Path
     job.write_text(JOB.replace('value = "1"', 'value = "2"'))
     env.request_log.clear()
     assert main(["resume", run_dir.name]) == ExitCode.REFUSED_BY_GUARD
-    assert capsys.readouterr().err == (
+    assert human(capsys.readouterr().err) == (
         f"bulkops: error: the job file {job} changed since the plan was made; make a new plan\n")
     assert env.request_log.entries() == []
 
@@ -297,7 +297,7 @@ def test_resume_is_not_refused_for_the_age_of_its_plan(env: SimServer, tmp_path:
     plan_file = tmp_path / "stale.json"
     write_plan(_library_plan(env, tmp_path / "job.toml", stale), plan_file)
     assert main(["apply", str(plan_file), "--yes"]) == ExitCode.REFUSED_BY_GUARD
-    assert capsys.readouterr().err == (
+    assert human(capsys.readouterr().err) == (
         "bulkops: error: the plan is 25.0h old; plans older than 24.0h are refused (make a new plan)\n")
     assert main(["resume", run_dir.name]) == ExitCode.OK
     n = len(orjson.loads((run_dir / "plan.json").read_bytes())["items"])
@@ -314,7 +314,7 @@ def test_resume_refuses_a_target_moved_to_another_fleet(env: SimServer, tmp_path
                         (env.demo.fleets["acme/sensor"], target))
     env.request_log.clear()
     assert main(["resume", run_dir.name]) == ExitCode.REFUSED_BY_GUARD
-    assert capsys.readouterr().err == (
+    assert human(capsys.readouterr().err) == (
         f"bulkops: error: fleet acme/sensor is not in allow_fleets ({ALLOWED})\n")
     assert writes(env) == []
 
@@ -326,7 +326,7 @@ def test_resume_with_the_job_gone_needs_force(env: SimServer, tmp_path: Path,
     job = tmp_path / "job.toml"
     job.unlink()
     assert main(["resume", run_dir.name]) == ExitCode.REFUSED_BY_GUARD
-    assert capsys.readouterr().err == (
+    assert human(capsys.readouterr().err) == (
         f"bulkops: error: the job file {job} is gone, so the plan cannot be checked against it; use --force "
         "to apply it anyway\n")
     assert writes(env) == []

@@ -8,6 +8,7 @@ import json
 import urllib.error
 import urllib.request
 from pathlib import Path
+from typing import Any
 
 import orjson
 import pytest
@@ -15,6 +16,7 @@ import pytest
 from bulkops.cli.main import main
 from bulkops.errors import ExitCode
 from bulkops.sim.server import SimServer
+from tests.apply.test_kill_resume import edit_plan_file
 from tests.conftest import human, rows
 
 CANARIES = "device_tag/any(t:t/tag_key eq 'ring' and t/value eq 'canary')"
@@ -114,8 +116,11 @@ def test_an_edited_install_is_refused_at_apply(env: SimServer, tmp_path: Path,
     other = rows(env, "SELECT si.id, si.device FROM service_install si JOIN device d ON d.id = si.device "
                       "WHERE d.belongs_to__application = ? LIMIT 1", env.demo.fleets["acme/sensor"])[0]
     first = data["items"][0]
-    first["key"]["service_install"] = other[0]
-    plan.write_bytes(orjson.dumps(data))
+
+    def aim_elsewhere(doc: dict[str, Any]) -> None:
+        doc["items"][0]["key"]["service_install"] = other[0]
+
+    edit_plan_file(plan, aim_elsewhere, env.api_key)  # sealed again: the server-side check is tested
     capsys.readouterr()
     env.request_log.clear()
     code = main(["apply", str(plan), "--yes", "--force"])
