@@ -304,7 +304,7 @@ def journal_attempts(run_dir: Path) -> dict[str, int]:
         conn.close()
 
 
-@pytest.mark.timeout(300 + 6 * max(0, KILL_TRIALS - 50))  # 50 kill-and-resume trials: each a CLI start, a seal check, a token GET
+@pytest.mark.timeout(300 + 6 * max(0, KILL_TRIALS - 50))  # each trial: a CLI start, a seal check, a token GET
 def test_sigkill_at_random_points_then_resume(kill_sim: SimServer, tmp_path: Path) -> None:
     """50 seeded SIGKILLs of apply (and of some resumes), each resumed to the end: state as planned, no
     POST applied twice, every target exactly once in the report."""
