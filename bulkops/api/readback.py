@@ -11,6 +11,7 @@ from collections.abc import Mapping, Sequence
 from enum import StrEnum
 from typing import TYPE_CHECKING, Any
 
+from bulkops.api.urls import URL_BUDGET
 from bulkops.model import ChangeKind, PlanItem
 from bulkops.odata.ast import Node, and_, eq, in_
 from bulkops.v7 import actions
@@ -58,6 +59,34 @@ async def read_rows(
         part = list(row_ids[start:start + READ_CHUNK])
         rows = await client.get(resource, filter=in_("id", part), select=select)
         out.update({int(r["id"]): r for r in rows})
+    return out
+
+
+def fitting_slices(client: Client, resource: str, field: str, values: Sequence[Any], *, rest: Node | None,
+                   size: int) -> list[Sequence[Any]]:
+    """``values`` in order, in slices of up to ``size`` whose ``field in (…) and rest`` fits the URL budget
+    (a slice too long is halved until it fits)."""
+    out: list[Sequence[Any]] = []
+    pending = [values[i:i + size] for i in range(0, len(values), size)]
+    while pending:
+        part = pending.pop(0)
+        if len(part) > 1 and client.url_length(resource, and_(in_(field, part), rest)) > URL_BUDGET:
+            half = len(part) // 2
+            pending[:0] = [part[:half], part[half:]]
+            continue
+        out.append(part)
+    return out
+
+
+async def rows_where_in(client: Client, resource: str, field: str, values: Sequence[Any], *,
+                        rest: Node | None, select: Sequence[str], size: int) -> list[dict[str, Any]]:
+    """Every row of ``resource`` whose ``field`` is one of ``values`` (and matching ``rest``), in GETs
+    that fit the URL budget."""
+    out: list[dict[str, Any]] = []
+    for part in fitting_slices(client, resource, field, values, rest=rest, size=size):
+        filt = and_(in_(field, list(part)), rest)
+        async for rows in client.pages(resource, filter=filt, select=select, page_size=len(part) + 1):
+            out.extend(rows)
     return out
 
 

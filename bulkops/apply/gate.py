@@ -22,7 +22,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from bulkops.api.urls import URL_BUDGET
+from bulkops.api import readback
 from bulkops.model import GATE_DEFAULT, GATE_NONE, Plan, PlanItem
 from bulkops.odata.ast import Node, and_, eq, in_
 from bulkops.odata.parser import parse
@@ -75,26 +75,12 @@ def _problem(kind: str, row: Mapping[str, Any]) -> str | None:
     return None
 
 
-def _chunks(client: Client, field: str, ids: Sequence[int], extra: Node | None) -> list[list[int]]:
-    """``ids`` in lists of up to POLL_IDS whose ``field in (…) and extra`` fits the URL budget."""
-    out: list[list[int]] = []
-    pending = [list(ids[i:i + POLL_IDS]) for i in range(0, len(ids), POLL_IDS)]
-    while pending:
-        part = pending.pop(0)
-        if len(part) > 1 and client.url_length("device", and_(in_(field, part), extra)) > URL_BUDGET:
-            half = len(part) // 2
-            pending[:0] = [part[:half], part[half:]]
-            continue
-        out.append(part)
-    return out
-
-
 async def _devices(client: Client, field: str, ids: Sequence[int], extra: Node | None,
                    select: tuple[str, ...]) -> tuple[list[dict[str, Any]], int]:
     """Devices whose ``field`` is one of ``ids`` (and matching ``extra``), and the GETs it took."""
     rows: list[dict[str, Any]] = []
     requests = 0
-    for part in _chunks(client, field, ids, extra):
+    for part in readback.fitting_slices(client, "device", field, ids, rest=extra, size=POLL_IDS):
         filt = and_(in_(field, part), extra)
         if field == "id":
             rows.extend(await client.get("device", filter=filt, select=select))

@@ -59,10 +59,13 @@ async def run_plan(
     plan: Plan, client: Client, journal: Journal, *, on_progress: Callable[[Progress], None] | None = None,
     control: RunControl | None = None, handle_signals: bool = True,
     notify: Callable[[str], None] | None = None, on_rollout: RolloutCallback | None = None,
+    exiting: bool = False,
 ) -> RunSummary:
     """``apply_plan`` with SIGINT/SIGTERM turned into a clean stop (second signal: stop at once); a
     rollout plan goes through ``apply_rollout``, stage by stage, its steps told through ``notify``. Every
-    log event inside the run carries ``run_id`` and ``job`` (structlog context variables)."""
+    log event inside the run carries ``run_id`` and ``job`` (structlog context variables). ``exiting``:
+    the caller is a process that ends with this run (the CLI); once a signal stopped the run, further
+    SIGINT/SIGTERM are ignored, so one arriving after the watcher closed cannot cut the summary short."""
     control = control or RunControl()
     say = notify or (lambda msg: print(f"\nbulkops: {msg}", file=sys.stderr))
     with structlog.contextvars.bound_contextvars(run_id=journal.run_id, job=plan.job_name):
@@ -76,6 +79,9 @@ async def run_plan(
             else:
                 summary = await apply_plan(plan, client, journal, on_progress=on_progress, control=control)
             tg.cancel_scope.cancel()
+    if exiting and handle_signals and control.stop_requested.is_set():
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            signal.signal(sig, signal.SIG_IGN)
     return summary
 
 

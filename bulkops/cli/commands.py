@@ -237,7 +237,7 @@ async def _apply(plan: Plan, ep: Endpoint, run_dir: Path | None,
             async with progress_display(limiter, total=len(plan.items), expected_requests=expected,
                                         done=len(plan.items) - len(pending)) as (progress, notify):
                 return await run_plan(plan, client, journal, on_progress=progress, notify=notify,
-                                      on_rollout=lambda r: progress.set_status(rollout_line(r)))
+                                      exiting=True, on_rollout=lambda r: progress.set_status(rollout_line(r)))
         finally:
             journal.close()
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import AsyncIterator, Sequence
 from typing import TYPE_CHECKING, Any
 
-from bulkops.api.urls import URL_BUDGET
+from bulkops.api import readback
 from bulkops.model import Target
 from bulkops.odata.ast import Node, and_, in_
 
@@ -29,20 +29,6 @@ def listed(target: Target) -> tuple[str, tuple[str, ...] | tuple[int, ...]] | No
     return None
 
 
-def _slices(client: Client, resource: str, field: str, values: Sequence[Any], *, rest: Node | None,
-            size: int) -> list[Sequence[Any]]:
-    out: list[Sequence[Any]] = []
-    pending = [values[i:i + size] for i in range(0, len(values), size)]
-    while pending:
-        part = pending.pop(0)
-        if len(part) > 1 and client.url_length(resource, and_(in_(field, part), rest)) > URL_BUDGET:
-            half = len(part) // 2
-            pending[:0] = [part[:half], part[half:]]
-            continue
-        out.append(part)
-    return out
-
-
 async def target_pages(
     client: Client, target: Target, resource: str, filt: Node | None, *, select: Sequence[str], page_size: int
 ) -> AsyncIterator[list[dict[str, Any]]]:
@@ -53,7 +39,7 @@ async def target_pages(
             yield page
         return
     field, values = found
-    for part in _slices(client, resource, field, values, rest=filt, size=page_size):
+    for part in readback.fitting_slices(client, resource, field, values, rest=filt, size=page_size):
         async for page in client.pages(resource, filter=and_(in_(field, part), filt), select=select,
                                        page_size=page_size):
             yield page

@@ -18,9 +18,8 @@ from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 from bulkops.api import readback
-from bulkops.api.urls import URL_BUDGET
 from bulkops.model import Action, ActionType, ChangeKind, Job, Plan, PlanItem
-from bulkops.odata.ast import Node, and_, eq, in_
+from bulkops.odata.ast import and_, eq, in_
 from bulkops.plan.guards import noun
 from bulkops.v7 import actions
 
@@ -32,24 +31,6 @@ __all__ = ["RESOURCE", "check_owners", "plan_items", "service_warnings"]
 RESOURCE = actions.SERVICE_VAR_RESOURCE
 INSTALL = actions.SERVICE_INSTALL
 CHUNK = 1000
-
-
-async def _rows_in(
-    client: Client, resource: str, field: str, ids: Sequence[int], *, other: Node | None,
-    select: Sequence[str],
-) -> list[dict[str, Any]]:
-    """Every row of ``resource`` whose ``field`` is one of ``ids`` (and ``other``), in GETs that fit."""
-    out: list[dict[str, Any]] = []
-    pending = [list(ids[i:i + CHUNK]) for i in range(0, len(ids), CHUNK)]
-    while pending:
-        part = pending.pop()
-        filt = and_(other, in_(field, part))
-        if len(part) > 1 and client.url_length(resource, filt) > URL_BUDGET:
-            pending += [part[: len(part) // 2], part[len(part) // 2:]]
-            continue
-        async for rows in client.pages(resource, filter=filt, select=select, page_size=len(part) + 1):
-            out.extend(rows)
-    return out
 
 
 def _int(value: Any) -> int | None:
@@ -68,8 +49,8 @@ async def _installs(client: Client, action: Action, devices: Mapping[int, int]) 
     fleet_of_service = {int(s["id"]): _int(s.get("application")) for s in services}
     if not fleet_of_service:
         return {}
-    rows = await _rows_in(client, INSTALL, "device", sorted(devices),
-                          other=in_("installs__service", sorted(fleet_of_service)),
+    rows = await readback.rows_where_in(client, INSTALL, "device", sorted(devices), size=CHUNK,
+                                        rest=in_("installs__service", sorted(fleet_of_service)),
                           select=("id", "device", "installs__service"))
     out: dict[int, int] = {}
     for row in rows:
@@ -109,8 +90,9 @@ async def plan_items(
         installs = await _installs(client, action, devices)
         current: dict[int, Mapping[str, Any]] = {}
         if installs:
-            rows = await _rows_in(client, RESOURCE, INSTALL, sorted(installs.values()),
-                                  other=eq("name", action.name or ""), select=("id", INSTALL, "value"))
+            rows = await readback.rows_where_in(
+                client, RESOURCE, INSTALL, sorted(installs.values()), size=CHUNK,
+                rest=eq("name", action.name or ""), select=("id", INSTALL, "value"))
             current = {i: r for r in rows if (i := _int(r.get(INSTALL))) is not None}
         items.extend(_item(action, r, installs[int(r["id"])], current.get(installs[int(r["id"])]))
                      for r in page if int(r["id"]) in installs)

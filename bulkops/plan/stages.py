@@ -17,11 +17,11 @@ from __future__ import annotations
 
 import hashlib
 import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from dataclasses import replace
 from typing import TYPE_CHECKING, Any
 
-from bulkops.api.urls import URL_BUDGET
+from bulkops.api import readback
 from bulkops.errors import InputError
 from bulkops.job.rollout import stage_text
 from bulkops.log import get_logger
@@ -37,7 +37,7 @@ from bulkops.model import (
     RateForm,
     Rollout,
 )
-from bulkops.odata.ast import Node, and_, eq, in_
+from bulkops.odata.ast import and_, eq
 from bulkops.plan.guards import noun
 from bulkops.v7 import actions
 
@@ -106,23 +106,6 @@ def rank(job_name: str, target_id: int) -> bytes:
     return hashlib.blake2b(f"{job_name}\x00{target_id}".encode(), digest_size=8).digest()
 
 
-async def _by_ids(client: Client, resource: str, ids: Sequence[int], *, cond: Node | None,
-                  owner: str, select: tuple[str, ...]) -> list[Mapping[str, Any]]:
-    """Rows of ``resource`` whose ``owner`` is one of ``ids`` (and matching ``cond``), in GETs of up to
-    READ_IDS ids that fit the URL budget."""
-    out: list[Mapping[str, Any]] = []
-    pending = [list(ids[i:i + READ_IDS]) for i in range(0, len(ids), READ_IDS)]
-    while pending:
-        part = pending.pop()
-        filt = and_(cond, in_(owner, part))
-        if len(part) > 1 and client.url_length(resource, filt) > URL_BUDGET:
-            pending += [part[: len(part) // 2], part[len(part) // 2:]]
-            continue
-        async for rows in client.pages(resource, filter=filt, select=select, page_size=len(part) + 1):
-            out.extend(rows)
-    return out
-
-
 async def _ordered(job: Job, client: Client, active: list[PlanItem]) -> list[PlanItem]:
     assert job.rollout is not None
     order, res = job.rollout.order, job.target.resource
@@ -130,12 +113,14 @@ async def _ordered(job: Job, client: Client, active: list[PlanItem]) -> list[Pla
     ids = sorted(it.target_id for it in active)
     if order.kind is OrderKind.TAG:
         cond = and_(eq("tag_key", order.key), eq("value", order.value))
-        rows = await _by_ids(client, f"{res}_tag", ids, cond=cond, owner=res, select=("id", res))
+        rows = await readback.rows_where_in(client, f"{res}_tag", res, ids, rest=cond, select=("id", res),
+                                            size=READ_IDS)
         tagged = {actions.normalize(r.get(res)) for r in rows}
         return [it for it in by_rank if it.target_id in tagged] + \
                [it for it in by_rank if it.target_id not in tagged]
     if order.kind is OrderKind.FIELD:
-        rows = await _by_ids(client, res, ids, cond=None, owner="id", select=("id", order.field))
+        rows = await readback.rows_where_in(client, res, "id", ids, rest=None, select=("id", order.field),
+                                            size=READ_IDS)
         values = {int(r["id"]): actions.normalize(r.get(order.field)) for r in rows}
 
         def key(it: PlanItem) -> tuple[int, Any, int]:
