@@ -6,7 +6,7 @@ Frozen, slotted dataclasses; ``StrEnum`` for closed sets; raw dicts only at the 
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from enum import StrEnum
@@ -253,7 +253,7 @@ class Plan:
     target_resource: str
     compiled_filter: str
     action: Action
-    items: tuple[PlanItem, ...]
+    items: Sequence[PlanItem]  # a tuple, or (made or read by bulkops) a Spool on disk
     population: int  # rows of target_resource in the targeted fleets (for expect.max_share)
     expect: Expect = field(default_factory=Expect)
     allow_fleets: tuple[str, ...] = ()
@@ -328,7 +328,7 @@ class RunSummary:
     run_id: str
     state: RunState
     counts: Mapping[str, int]  # per Outcome value
-    results: tuple[ItemResult, ...] = ()
+    results: Sequence[ItemResult] = ()  # in item order; a Spool on disk when read from a journal
     requests: int = 0
     throttled: int = 0
     elapsed: float = 0.0

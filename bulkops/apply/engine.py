@@ -18,12 +18,14 @@ from collections.abc import Awaitable, Callable, Collection, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 import anyio
-from anyio.streams.memory import MemoryObjectReceiveStream
+from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStream
 
 from bulkops.api import readback
 from bulkops.api.readback import State
 from bulkops.apply import drift
 from bulkops.apply.conditions import Selection
+from bulkops.apply.control import RunControl
+from bulkops.apply.control import leaf as inner
 from bulkops.apply.units import Unit, UnitKind, make_units
 from bulkops.errors import (
     AuthError,
@@ -36,7 +38,7 @@ from bulkops.errors import (
     RetryAfterTooLongError,
     TransportError,
 )
-from bulkops.journal.journal import DONE, SENT, Journal, Outcomes
+from bulkops.journal.journal import DONE, PLANNED, SENT, Journal, Outcomes
 from bulkops.log import get_logger
 from bulkops.model import ChangeKind, Outcome, Plan, PlanItem, Progress, RunState, RunSummary
 from bulkops.odata.ast import Node, and_, eq
@@ -48,29 +50,14 @@ if TYPE_CHECKING:
 
 from bulkops.apply.summary import summarize
 
+__all__ = ["FATAL", "WINDOW", "ProgressCallback", "RecordCallback", "RunControl", "apply_plan"]
+
 log = get_logger("bulkops.apply")
 FATAL = (AuthError, RetryAfterTooLongError, JournalError)
 ProgressCallback = Callable[[Progress], None]
 RecordCallback = Callable[[Sequence[Outcomes]], None]  # every batch of outcomes, as it is journaled
+WINDOW = 20_000  # pending items cut into units at a time
 BeforeUnit = Callable[[], Awaitable[None]]  # awaited before each unit is dispatched; may call control.stop()
-
-
-class RunControl:
-    """Stop requests from outside the engine (signals, tests). Create it inside the event loop."""
-
-    def __init__(self, grace: float = 10.0) -> None:
-        self.grace = grace
-        self.stop_requested = anyio.Event()
-        self.abort_requested = anyio.Event()
-
-    def stop(self) -> None:
-        """Stop dispatching; in-flight requests get ``grace`` seconds to finish."""
-        self.stop_requested.set()
-
-    def abort(self) -> None:
-        """Cancel in-flight requests now (their items stay 'sent' and are read back on resume)."""
-        self.stop_requested.set()
-        self.abort_requested.set()
 
 
 def _describe(resource: str, filt: Node | None) -> str:
@@ -82,7 +69,7 @@ class _Engine:
                  control: RunControl, *, only: Collection[int] | None = None,
                  on_record: RecordCallback | None = None, before_unit: BeforeUnit | None = None) -> None:
         self.plan, self.client, self.journal = plan, client, journal
-        self.items: tuple[PlanItem, ...] = plan.items
+        self.items: Sequence[PlanItem] = plan.items
         self.on_progress, self.control = on_progress, control
         self.selection = Selection.of(plan.target_resource, plan.precondition)
         self.only = None if only is None else frozenset(only)  # the item indices this apply may dispatch
@@ -264,7 +251,7 @@ class _Engine:
         reasons = {i: it.skip for i, it in enumerate(self.items) if it.skip}
         if not reasons:
             return
-        have = {j.index: j.outcome for j in self.journal.items()}
+        have = {j.index: j.outcome for j in self.journal.iter_items(reasons)}
         self.journal.record([Outcomes(i, Outcome.SKIPPED, None, why) for i, why in reasons.items()
                              if have.get(i) is not Outcome.SKIPPED])
 
@@ -288,62 +275,70 @@ class _Engine:
                 await self._dispatch()
                 outer.cancel_scope.cancel()
 
+    def _mine(self, indices: list[int]) -> list[int]:
+        """Those of ``indices`` this apply dispatches: not skipped, and in ``only`` when it is given."""
+        return [i for i in indices if (self.only is None or i in self.only) and not self.items[i].skip]
+
     async def _dispatch(self) -> None:
         self._skip()
-        states = self.journal.states()
-        self.done = sum(1 for state in states.values() if state == DONE)
-        mine = self.only
-        sent = [index for index, state in states.items()
-                if state == SENT and not self.items[index].skip and (mine is None or index in mine)]
+        self.done = self.journal.tally()[DONE]
+        sent = self._mine(self.journal.indices(state=SENT))
         if sent:
             await self._resume_sent(sent)
-            states = self.journal.states()
-        pending = [index for index, state in states.items()
-                   if state != DONE and not self.items[index].skip and (mine is None or index in mine)]
-        units = make_units(self.items, pending, self.plan.options.batch_size, self.client.url_length,
-                           selection=self.selection)
-        log.info("bulkops.apply.start", pending=len(pending), units=len(units))
-        workers = max(1, min(self.plan.options.max_concurrency, len(units)))
+        workers = max(1, self.plan.options.max_concurrency)
         send, receive = anyio.create_memory_object_stream[Unit](workers)
         async with anyio.create_task_group() as tg:
             for _ in range(workers):
                 tg.start_soon(self._worker, receive.clone())
             receive.close()
             async with send:
-                for unit in units:
-                    if self.before_unit is not None:
-                        await self.before_unit()
-                    if self.control.stop_requested.is_set():
-                        break
-                    await send.send(unit)
+                await self._feed(send)
+
+    async def _feed(self, send: MemoryObjectSendStream[Unit]) -> None:
+        """The pending items, a window of ``WINDOW`` indices at a time from the journal, cut into units and
+        sent to the workers: the units of one window are all that is held beside the workers' own."""
+        after, units_made, pending_seen = -1, 0, 0
+        log.info("bulkops.apply.start", pending=self.journal.left())
+        while not self.control.stop_requested.is_set():
+            window = self.journal.indices(not_state=DONE, after=after, limit=WINDOW)
+            if not window:
+                break
+            after = window[-1]
+            pending = self._mine(window)
+            units = make_units(self.items, pending, self.plan.options.batch_size, self.client.url_length,
+                               selection=self.selection)
+            pending_seen, units_made = pending_seen + len(pending), units_made + len(units)
+            for unit in units:
+                if self.before_unit is not None:
+                    await self.before_unit()
+                if self.control.stop_requested.is_set():
+                    break
+                await send.send(unit)
+        log.info("bulkops.apply.dispatched", pending=pending_seen, units=units_made)
 
     def final_state(self) -> tuple[RunState, str]:
         """How the run ended: stopped by a fatal error, interrupted, stopped with writes not read back,
         or done."""
         if self.fatal is not None:
             return RunState.STOPPED, str(self.fatal)
-        states = self.journal.states()
-        left = [i for i, state in states.items() if state != DONE]
-        if not left:
+        tally = self.journal.tally()
+        if not tally[PLANNED] and not tally[SENT]:
             return RunState.DONE, ""
         if self.control.stop_requested.is_set():
             return RunState.INTERRUPTED, "stop requested: dispatch stopped, journal flushed"
-        mine = left if self.only is None else [i for i in left if i in self.only]
-        sent = sum(1 for i in mine if states[i] == SENT)
+        if self.only is None:
+            left, sent = tally[PLANNED] + tally[SENT], tally[SENT]
+        else:
+            mine = self.journal.iter_items(self.only)
+            states = [j.state for j in mine if j.state != DONE]
+            left, sent = len(states), states.count(SENT)
         why = f" ({self.unread_error})" if self.unread_error else ""
         if sent:
             return RunState.STOPPED, (f"{noun('target', sent)} {'was' if sent == 1 else 'were'} written but "
                                       f"could not be read back; resume the run to read them back{why}")
-        if self.only is not None and not mine:
+        if self.only is not None and not left:
             return RunState.RUNNING, ""  # one stage of a rollout is done: the rollout decides what follows
-        return RunState.STOPPED, f"{noun('target', len(mine))} not attempted{why}"
-
-
-def _leaf(exc: BaseException) -> BaseException:
-    """The one exception inside (nested) single-exception groups; the group itself otherwise."""
-    while isinstance(exc, BaseExceptionGroup) and len(exc.exceptions) == 1:
-        exc = exc.exceptions[0]
-    return exc
+        return RunState.STOPPED, f"{noun('target', left)} not attempted{why}"
 
 
 async def apply_plan(
@@ -380,7 +375,7 @@ async def apply_plan(
             engine.fatal = engine.fatal or group.exceptions[0]
         state, message = engine.final_state()
     except BaseException as exc:
-        leaf = _leaf(exc)
+        leaf = inner(exc)
         if isinstance(leaf, anyio.get_cancelled_exc_class() | KeyboardInterrupt):
             state, message = RunState.INTERRUPTED, "cancelled: dispatch stopped, journal flushed"
             raise

@@ -219,7 +219,7 @@ async def _apply(plan: Plan, ep: Endpoint, run_dir: Path | None,
         else:
             plan, journal = load_run(run_dir)
             try:
-                left = sum(1 for state in journal.states().values() if state != DONE)
+                left = journal.left()
                 if left:
                     await verify_token(client, plan)
                 await check_plan_fleets(plan, client)
@@ -231,11 +231,11 @@ async def _apply(plan: Plan, ep: Endpoint, run_dir: Path | None,
         try:
             session.started_run(journal.run_id)
             output.note("bulkops.run.started", f"run {journal.run_id}", run_id=journal.run_id)
-            states = journal.states()
-            pending = [plan.items[i] for i, state in states.items() if state != DONE]
+            pending = (it for it, (_, state) in zip(plan.items, journal.iter_states(), strict=True)
+                       if state != DONE)
             expected = estimate_requests(pending, plan.options.batch_size)
             async with progress_display(limiter, total=len(plan.items), expected_requests=expected,
-                                        done=len(plan.items) - len(pending)) as (progress, notify):
+                                        done=len(plan.items) - journal.left()) as (progress, notify):
                 return await run_plan(plan, client, journal, on_progress=progress, notify=notify,
                                       exiting=True, on_rollout=lambda r: progress.set_status(rollout_line(r)))
         finally:
@@ -320,7 +320,7 @@ def cmd_resume(args: argparse.Namespace) -> int:
         return waiting
     plan, journal = load_run(directory)  # refused if the run's copy of the plan was changed
     try:
-        pending = sum(1 for state in journal.states().values() if state != DONE)
+        pending = journal.left()
     finally:
         journal.close()
     ep = endpoint(args)
@@ -358,11 +358,11 @@ def cmd_report(args: argparse.Namespace) -> int:
         if output.STDOUT not in (args.csv, args.json):
             _out(report.summary_text(journal))
         if args.csv:
-            where = output.write_file(args.csv, report.csv_text(journal).encode())
+            where = output.write_file(args.csv, report.csv_chunks(journal))
             if where != "stdout":
                 output.note("bulkops.report.written", f"wrote {where}", path=where)
         if args.json:
-            where = output.write_file(args.json, flows.report_document(journal))
+            where = output.write_file(args.json, report.json_chunks(journal))
             if where != "stdout":
                 output.note("bulkops.report.written", f"wrote {where}", path=where)
     finally:

@@ -7,19 +7,16 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import TYPE_CHECKING, Any
 
-import orjson
-
 from bulkops.apply.runner import open_client
 from bulkops.cli import output, session
 from bulkops.errors import InputError
-from bulkops.journal import report
 from bulkops.model import ApplyOptions, ChangeKind, Job, Plan, RunState, RunSummary
 from bulkops.plan.context import PlanContext, read_context
 from bulkops.plan.guards import noun
 from bulkops.plan.make import make_plan
 from bulkops.plan.preview import describe_action, preview_json, preview_text, to_json_bytes
 
-__all__ = ["cli_client", "confirm_head", "context_of", "plan_with_context", "preview_json", "report_document",
+__all__ = ["cli_client", "confirm_head", "context_of", "plan_with_context", "preview_json",
            "show_preview", "stdout_users", "summary_json", "to_json_bytes"]
 
 if TYPE_CHECKING:
@@ -98,9 +95,6 @@ def summary_json(journal: Journal, summary: RunSummary, *, plan_requests: int, c
         "requests": {"plan": plan_requests, "apply": summary.requests, "throttled": summary.throttled},
         "elapsed_s": round(summary.elapsed, 3), "exit_code": code,
         "resume": f"bulkops resume {info.run_id}" if resume else None,
-        "writes_journaled": len(journal.attempts()),
+        "writes_journaled": journal.attempt_count(),
     }
 
-
-def report_document(journal: Journal) -> bytes:
-    return orjson.dumps(report.report_json(journal), option=orjson.OPT_INDENT_2) + b"\n"

@@ -24,15 +24,24 @@ import fcntl
 import os
 import secrets
 import sqlite3
-from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
-from datetime import UTC, datetime
+from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
-import orjson
-
 from bulkops.errors import JournalError
+from bulkops.journal.rows import (
+    DONE,
+    PLANNED,
+    SENT,
+    Attempt,
+    JournalItem,
+    Outcomes,
+    dump,
+    item_rows,
+    load,
+    now_text,
+    parts,
+)
 from bulkops.journal.runs import JOURNAL_FILE, RunInfo, runs_dir
 from bulkops.model import ChangeKind, Outcome, Plan, PlanItem, RunState
 
@@ -59,60 +68,11 @@ INSERT_RUN = ("INSERT INTO run (id, state, plan_path, api_url, job_name, action,
               "updated_at) VALUES (?,?,?,?,?,?,?,?,?)")
 INSERT_ITEM = ("INSERT INTO item (idx, target_id, label, kind, resource, row_id, before, after, key, state, "
                "outcome, updated_at) VALUES (?,?,?,?,?,?,?,?,?,?,?,?)")
-PLANNED, SENT, DONE = "planned", "sent", "done"
 LOCK_FILE = "run.lock"
 
 
-def _now() -> str:
-    return datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
-
-
-def _dump(value: Any) -> str | None:
-    return None if value is None else orjson.dumps(value, option=orjson.OPT_SORT_KEYS).decode()
-
-
-def _load(text: str | None) -> Any:
-    return None if text is None else orjson.loads(text)
-
-
-@dataclass(frozen=True, slots=True)
-class JournalItem:
-    index: int
-    target_id: int
-    label: str
-    kind: ChangeKind
-    resource: str
-    row_id: int | None
-    before: dict[str, Any] | None
-    after: dict[str, Any] | None
-    key: dict[str, Any]
-    state: str  # planned | sent | done
-    outcome: Outcome | None
-    status: int | None
-    attempts: int
-    error: str | None
-
-
-@dataclass(frozen=True, slots=True)
-class Attempt:
-    id: int
-    method: str
-    path: str
-    items: tuple[int, ...]
-    sent_at: str
-    status: int | None
-    answered_at: str | None
-    error: str | None
-
-
-@dataclass(frozen=True, slots=True)
-class Outcomes:
-    """One outcome to record: item index, outcome, last HTTP status, error text."""
-
-    index: int
-    outcome: Outcome
-    status: int | None = None
-    error: str | None = None
+__all__ = ["DONE", "PLANNED", "SENT", "Attempt", "Journal", "JournalItem", "Outcomes", "list_runs",
+           "plan_item"]
 
 
 class Journal:
@@ -155,15 +115,8 @@ class Journal:
         path = Path(run_dir) / JOURNAL_FILE
         if path.exists():
             raise JournalError(f"a journal already exists at {path}")
-        now = _now()
-        rows = []
-        for i, it in enumerate(plan.items):
-            noop = it.kind is ChangeKind.NOOP
-            rows.append((
-                i, it.target_id, it.label, it.kind.value, it.resource, it.row_id, _dump(it.before),
-                _dump(it.after), _dump(dict(it.key)) or "{}", DONE if noop else PLANNED,
-                Outcome.NOOP.value if noop else None, now,
-            ))
+        now = now_text()
+        rows = item_rows(plan, now)  # one at a time, from the plan to the journal
         tmp = path.with_name(f".{path.name}.{secrets.token_hex(4)}.tmp")
         try:
             os.close(os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600))
@@ -253,13 +206,13 @@ class Journal:
 
     def mark_sent(self, indices: Sequence[int], *, method: str, path: str) -> int:
         """Record a request about to be sent for ``indices``; returns the attempt id. Call BEFORE sending."""
-        now = _now()
+        now = now_text()
         try:
             with self._conn:
                 self._conn.execute("BEGIN IMMEDIATE")
                 cur = self._conn.execute(
                     "INSERT INTO attempt (method, path, items, sent_at) VALUES (?,?,?,?)",
-                    (method, path, _dump(list(indices)), now),
+                    (method, path, dump(list(indices)), now),
                 )
                 self._conn.executemany(
                     "UPDATE item SET state=?, attempts=attempts+1, updated_at=? WHERE idx=? AND state!=?",
@@ -274,11 +227,11 @@ class Journal:
     def mark_answered(self, attempt_id: int, *, status: int | None, error: str | None = None) -> None:
         """Record the answer (or the failure) of an attempt. Call AFTER it arrived."""
         self._tx([("UPDATE attempt SET status=?, answered_at=?, error=? WHERE id=?",
-                   (status, _now(), error, attempt_id))])
+                   (status, now_text(), error, attempt_id))])
 
     def record(self, outcomes: Sequence[Outcomes]) -> None:
         """Give items their outcomes, in one transaction."""
-        now = _now()
+        now = now_text()
         self._tx(
             ("UPDATE item SET state=?, outcome=?, status=COALESCE(?, status), error=?, updated_at=? "
              "WHERE idx=?", (DONE, o.outcome.value, o.status, o.error, now, o.index))
@@ -287,35 +240,83 @@ class Journal:
 
     def reset(self, indices: Sequence[int]) -> None:
         """Items read back as not in place after an unanswered request: planned again."""
-        now = _now()
+        now = now_text()
         self._tx(("UPDATE item SET state=?, updated_at=? WHERE idx=? AND state=?", (PLANNED, now, i, SENT))
                  for i in indices)
 
     def set_state(self, state: RunState, message: str = "") -> None:
-        self._tx([("UPDATE run SET state=?, message=?, updated_at=?", (state.value, message, _now()))])
+        self._tx([("UPDATE run SET state=?, message=?, updated_at=?", (state.value, message, now_text()))])
 
     # --- reading ---------------------------------------------------------------------------------
 
     def items(self) -> list[JournalItem]:
-        rows = self._conn.execute(
-            "SELECT idx, target_id, label, kind, resource, row_id, before, after, key, state, outcome, "
-            "status, attempts, error FROM item ORDER BY idx"
-        ).fetchall()
-        return [
-            JournalItem(r[0], r[1], r[2], ChangeKind(r[3]), r[4], r[5], _load(r[6]), _load(r[7]),
-                        _load(r[8]), r[9], Outcome(r[10]) if r[10] else None, r[11], r[12], r[13])
-            for r in rows
-        ]
+        return list(self.iter_items())
+
+    def iter_items(self, indices: Iterable[int] | None = None, *,
+                   outcomes: Iterable[Outcome] = ()) -> Iterator[JournalItem]:
+        """The items in index order (only those of ``indices``, or with one of ``outcomes``, when given),
+        read a few at a time."""
+        cols = ("SELECT idx, target_id, label, kind, resource, row_id, before, after, key, state, outcome, "
+                "status, attempts, error FROM item")
+        wanted_outcomes = [o.value for o in outcomes]
+        if indices is not None:
+            wanted = sorted(set(indices))
+            cursors: Iterable[Iterable[Any]] = (
+                self._conn.execute(f"{cols} WHERE idx IN ({','.join('?' * len(part))}) ORDER BY idx", part)
+                for part in parts(wanted))
+        elif wanted_outcomes:
+            marks = ",".join("?" * len(wanted_outcomes))
+            cursors = [self._conn.execute(f"{cols} WHERE outcome IN ({marks}) ORDER BY idx", wanted_outcomes)]
+        else:
+            cursors = [self._conn.execute(f"{cols} ORDER BY idx")]
+        for cursor in cursors:
+            for r in cursor:
+                yield JournalItem(r[0], r[1], r[2], ChangeKind(r[3]), r[4], r[5], load(r[6]), load(r[7]),
+                                  load(r[8]), r[9], Outcome(r[10]) if r[10] else None, r[11], r[12], r[13])
 
     def states(self) -> dict[int, str]:
-        """Each item's dispatch state (planned, sent, done) by index: the cheap read of the journal."""
+        """Each item's dispatch state (planned, sent, done) by index: the cheap read of a small journal
+        (a run of any size reads :meth:`indices` and :meth:`tally` instead)."""
         return dict(self._conn.execute("SELECT idx, state FROM item ORDER BY idx").fetchall())
+
+    def iter_states(self) -> Iterator[tuple[int, str]]:
+        """(index, dispatch state) of every item in index order, read a few at a time."""
+        yield from self._conn.execute("SELECT idx, state FROM item ORDER BY idx")
+
+    def left(self) -> int:
+        """Items not done (planned or sent)."""
+        return int(self._conn.execute("SELECT COUNT(*) FROM item WHERE state != ?", (DONE,)).fetchone()[0])
+
+    def indices(self, *, state: str | None = None, not_state: str | None = None, after: int = -1,
+                limit: int = -1) -> list[int]:
+        """Item indices above ``after`` in order, at most ``limit`` (-1: all), in (or not in) a state."""
+        where: list[str] = ["idx > ?"]
+        args: list[Any] = [after]
+        if state is not None:
+            where.append("state = ?")
+            args.append(state)
+        if not_state is not None:
+            where.append("state != ?")
+            args.append(not_state)
+        rows = self._conn.execute(f"SELECT idx FROM item WHERE {' AND '.join(where)} ORDER BY idx LIMIT ?",
+                                  (*args, limit))
+        return [r[0] for r in rows]
+
+    def tally(self) -> dict[str, int]:
+        """Items per dispatch state (planned, sent, done)."""
+        out = {PLANNED: 0, SENT: 0, DONE: 0}
+        out.update(dict(self._conn.execute("SELECT state, COUNT(*) FROM item GROUP BY state").fetchall()))
+        return out
 
     def attempts(self) -> list[Attempt]:
         rows = self._conn.execute(
             "SELECT id, method, path, items, sent_at, status, answered_at, error FROM attempt ORDER BY id"
         ).fetchall()
-        return [Attempt(r[0], r[1], r[2], tuple(_load(r[3])), r[4], r[5], r[6], r[7]) for r in rows]
+        return [Attempt(r[0], r[1], r[2], tuple(load(r[3])), r[4], r[5], r[6], r[7]) for r in rows]
+
+    def attempt_count(self) -> int:
+        """Requests journaled (every write and create)."""
+        return int(self._conn.execute("SELECT COUNT(*) FROM attempt").fetchone()[0])
 
     def item_attempts(self, index: int) -> int:
         """Requests journaled so far for item ``index``."""

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import csv
 import io
+from collections.abc import Iterator
+from itertools import islice
 from pathlib import Path
 from typing import Any
 
@@ -26,9 +28,10 @@ def _cell(value: Any) -> str:
     return str(value)
 
 
-def rows(journal: Journal) -> list[dict[str, Any]]:
-    """One row per plan item; an item without an outcome is ``not_attempted``."""
-    return [_row(j) for j in journal.items()]
+def rows(journal: Journal) -> Iterator[dict[str, Any]]:
+    """One row per plan item, read from the journal as they are used; an item without an outcome is
+    ``not_attempted``."""
+    return (_row(j) for j in journal.iter_items())
 
 
 def _row(j: JournalItem) -> dict[str, Any]:
@@ -41,33 +44,54 @@ def _row(j: JournalItem) -> dict[str, Any]:
 
 
 def report_json(journal: Journal) -> dict[str, Any]:
+    """The whole report as one value (:func:`json_chunks` writes the same document a piece at a time)."""
+    return _report_head(journal) | {"items": list(rows(journal)),
+                                    "rollout": rollout_report.report_json(journal)}
+
+
+def _report_head(journal: Journal) -> dict[str, Any]:
     info = journal.info()
-    attempts = journal.attempts()
     return {
         "run_id": info.run_id, "state": info.state, "job": info.job_name, "action": info.action,
         "created_at": info.created_at, "updated_at": info.updated_at, "message": journal.message(),
-        "total": info.total, "counts": info.counts, "requests_journaled": len(attempts),
-        "items": rows(journal),
-        "rollout": rollout_report.report_json(journal),
+        "total": info.total, "counts": info.counts, "requests_journaled": journal.attempt_count(),
     }
 
 
+def json_chunks(journal: Journal) -> Iterator[bytes]:
+    """The JSON report (:func:`report_json`, indented) in pieces, one item per line."""
+    head = orjson.dumps(_report_head(journal), option=orjson.OPT_INDENT_2)
+    yield head[: head.rindex(b"}")].rstrip() + b',\n  "items": ['
+    for n, row in enumerate(rows(journal)):
+        yield (b",\n    " if n else b"\n    ") + orjson.dumps(row)
+    rollout = orjson.dumps(rollout_report.report_json(journal), option=orjson.OPT_INDENT_2)
+    yield b"\n  ],\n  \"rollout\": " + rollout.replace(b"\n", b"\n  ") + b"\n}\n"
+
+
 def write_json(journal: Journal, path: str | Path) -> None:
-    data = orjson.dumps(report_json(journal), option=orjson.OPT_INDENT_2) + b"\n"
-    write_output(path, data, "the JSON report")
+    write_output(path, json_chunks(journal), "the JSON report")
 
 
-def csv_text(journal: Journal) -> str:
+def csv_chunks(journal: Journal) -> Iterator[bytes]:
+    """The CSV report in pieces of a few hundred rows."""
     buf = io.StringIO()
     writer = csv.writer(buf, lineterminator="\n")
     writer.writerow(COLUMNS)
-    for r in rows(journal):
+    for n, r in enumerate(rows(journal), 1):
         writer.writerow([_cell(r[c]) for c in COLUMNS])
-    return buf.getvalue()
+        if n % 500 == 0:
+            yield buf.getvalue().encode()
+            buf.seek(0)
+            buf.truncate()
+    yield buf.getvalue().encode()
+
+
+def csv_text(journal: Journal) -> str:
+    return b"".join(csv_chunks(journal)).decode()
 
 
 def write_csv(journal: Journal, path: str | Path) -> None:
-    write_output(path, csv_text(journal).encode(), "the CSV report")
+    write_output(path, csv_chunks(journal), "the CSV report")
 
 
 def summary_text(journal: Journal) -> str:
@@ -80,17 +104,17 @@ def summary_text(journal: Journal) -> str:
         f"state    {info.state}" + (f" ({journal.message()})" if journal.message() else ""),
         f"targets  {info.total}",
         "outcomes " + "   ".join(f"{k} {counts.get(k, 0)}" for k in order),
-        f"writes   {_plural(len(journal.attempts()), 'write request')} journaled",
+        f"writes   {_plural(journal.attempt_count(), 'write request')} journaled",
         *rollout_report.summary_lines(journal),
     ]
-    bad = [j for j in journal.items() if j.outcome in {Outcome.FAILED, Outcome.DRIFTED}]
+    bad = counts.get(Outcome.FAILED.value, 0) + counts.get(Outcome.DRIFTED.value, 0)
     if bad:
         lines.append("not applied")
-        for j in bad[:10]:
+        for j in islice(journal.iter_items(outcomes=(Outcome.FAILED, Outcome.DRIFTED)), 10):
             status = f" HTTP {j.status}" if j.status else ""
             lines.append(f"  {j.outcome.value if j.outcome else ''} {j.label}{status}: {j.error or ''}")
-        if len(bad) > 10:
-            lines.append(f"  … and {len(bad) - 10} more (see --csv / --json)")
+        if bad > 10:
+            lines.append(f"  … and {bad - 10} more (see --csv / --json)")
     return "\n".join(lines)
 
 

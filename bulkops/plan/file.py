@@ -1,8 +1,13 @@
-"""The plan file: a Plan as JSON (orjson), written owner-only (0600). It never holds the token."""
+"""The plan file: a Plan as JSON (orjson), written owner-only (0600). It never holds the token.
+
+The file is written as a header, then one item per line, and read back the same way, a line at a time,
+into a :class:`~bulkops.spool.Spool`: a plan of any size is never held whole in memory. A file laid out
+otherwise (edited by hand or by a tool) is still read, as one JSON document.
+"""
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -22,6 +27,7 @@ from bulkops.model import (
     Plan,
     PlanItem,
 )
+from bulkops.spool import Spool
 
 READABLE_FORMATS = (1, PLAN_FORMAT)
 
@@ -73,7 +79,7 @@ def plan_chunks(plan: Plan) -> Iterator[bytes]:
     head = orjson.dumps(plan_to_json(plan, with_items=False), option=orjson.OPT_INDENT_2)
     yield head[: head.rindex(b"}")].rstrip() + b',\n  "items": ['
     for n, it in enumerate(plan.items):
-        yield (b",\n    " if n else b"\n    ") + orjson.dumps(item_to_json(it))
+        yield (b",\n    " if n else b"\n    ") + encode_item(it)
     yield b"\n  ]\n}\n"
 
 
@@ -81,7 +87,26 @@ def _plain(value: Mapping[str, Any] | None) -> dict[str, Any] | None:
     return None if value is None else dict(value)
 
 
-def plan_from_json(data: Mapping[str, Any]) -> Plan:
+def item_from_json(i: Mapping[str, Any]) -> PlanItem:
+    return PlanItem(int(i["target_id"]), str(i["label"]), ChangeKind(i["kind"]), str(i["resource"]),
+                    i["row_id"], i["before"], i["after"], dict(i["key"]), int(i.get("stage", 0)),
+                    str(i.get("skip", "")))
+
+
+def encode_item(it: PlanItem) -> bytes:
+    return orjson.dumps(item_to_json(it))
+
+
+def decode_item(data: bytes) -> PlanItem:
+    return item_from_json(orjson.loads(data))
+
+
+def item_spool(items: Iterable[PlanItem] = ()) -> Spool[PlanItem]:
+    """An empty (or filled) on-disk sequence of plan items."""
+    return Spool(encode_item, decode_item, items)
+
+
+def plan_from_json(data: Mapping[str, Any], items: Spool[PlanItem] | None = None) -> Plan:
     fmt = data.get("format")
     if fmt not in READABLE_FORMATS:
         raise PlanFileError(f"plan format {fmt!r} is not supported (this bulkops reads formats "
@@ -97,12 +122,7 @@ def plan_from_json(data: Mapping[str, Any]) -> Plan:
         compiled_filter=data["compiled_filter"],
         action=Action(ActionType(a["type"]), a.get("name"), a.get("key"), a.get("value"),
                       dict(a.get("fields") or {}), a.get("to_fleet"), a.get("release"), a.get("service")),
-        items=tuple(
-            PlanItem(int(i["target_id"]), str(i["label"]), ChangeKind(i["kind"]), str(i["resource"]),
-                     i["row_id"], i["before"], i["after"], dict(i["key"]), int(i.get("stage", 0)),
-                     str(i.get("skip", "")))
-            for i in data["items"]
-        ),
+        items=items if items is not None else item_spool(item_from_json(i) for i in data["items"]),
         population=int(data["population"]),
         expect=Expect(e.get("min"), e.get("max"), e.get("max_share")),
         allow_fleets=tuple(data.get("allow_fleets", ())),
@@ -142,16 +162,73 @@ def write_plan(plan: Plan, path: str | Path) -> None:
 def read_plan(path: str | Path) -> Plan:
     """Read a plan file; :class:`PlanFileError` if it is missing, not JSON, or not a plan."""
     try:
-        data = orjson.loads(Path(path).read_bytes())
+        with open(path, "rb") as f:
+            streamed = _read_lines(f)
+            if streamed is None:
+                f.seek(0)
+                data, items = orjson.loads(f.read()), None
+            else:
+                data, items = streamed
     except FileNotFoundError as exc:
         raise PlanFileError(f"{path}: no such plan file") from exc
+    except IsADirectoryError as exc:
+        raise PlanFileError(f"{path}: not a plan file (a directory)") from exc
     except orjson.JSONDecodeError as exc:
         raise PlanFileError(f"{path}: not a plan file (invalid JSON: {exc})") from exc
     if not isinstance(data, dict):
         raise PlanFileError(f"{path}: not a plan file (expected a JSON object)")
     try:
-        return plan_from_json(data)
+        return plan_from_json(data, items)
     except PlanFileError as exc:
         raise PlanFileError(f"{path}: {exc}") from exc
     except (KeyError, TypeError, ValueError) as exc:
         raise PlanFileError(f"{path}: not a plan file ({type(exc).__name__}: {exc})") from exc
+
+
+ITEMS_LINE = b'  "items": ['
+
+
+def _read_lines(f: Any) -> tuple[dict[str, Any], Spool[PlanItem]] | None:
+    """The plan of a file laid out as :func:`plan_chunks` writes it, one item per line into a spool;
+    None for any other layout (then the file is read as one JSON document, which is authoritative:
+    this reader accepts only what that parse would read the same way)."""
+    head: list[bytes] = []
+    for line in f:
+        if line.rstrip(b"\r\n") == ITEMS_LINE:
+            break
+        head.append(line)
+    else:
+        return None
+    text = b"".join(head).rstrip()
+    if not text.endswith(b","):
+        return None
+    try:
+        data = orjson.loads(text[:-1] + b"}")
+    except orjson.JSONDecodeError:
+        return None
+    if not isinstance(data, dict) or "items" in data:
+        return None
+    items, last = item_spool(), False  # last: the previous item had no comma after it
+    for line in f:
+        body = line.strip()
+        if body == b"]":
+            break
+        if last:
+            return None  # an item after one without a comma
+        last = not body.endswith(b",")
+        body = body if last else body[:-1]
+        try:
+            value = orjson.loads(body)
+            if not isinstance(value, dict):
+                return None
+            item_from_json(value)
+        except (orjson.JSONDecodeError, KeyError, TypeError, ValueError):
+            return None
+        items.append_encoded(body)
+    else:
+        return None
+    if len(items) and not last:
+        return None  # a comma after the last item
+    if b"".join(f).strip() != b"}":
+        return None
+    return data, items

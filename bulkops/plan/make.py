@@ -23,7 +23,7 @@ from bulkops.odata.parser import parse
 from bulkops.odata.render import render
 from bulkops.plan import diff, listed, service
 from bulkops.plan.diff import Resolved
-from bulkops.plan.file import read_plan, write_plan
+from bulkops.plan.file import item_spool, read_plan, write_plan
 from bulkops.plan.guards import check_allowed, check_expect, noun
 from bulkops.plan.stages import assign_stages
 from bulkops.v7 import actions
@@ -114,6 +114,18 @@ async def _fleet_slugs(client: Client, ids: Iterable[int], known: Mapping[str, i
     return by_id
 
 
+async def _more_releases(client: Client, act: Action, resolved: Resolved, fleets: Iterable[int],
+                         known: dict[str, int]) -> Resolved:
+    """``resolved`` with the release of the pin in each of ``fleets`` that it does not have yet (fleets
+    of targets selected by filter, not named in the job); ``known`` (slug -> id) learns their slugs."""
+    assert act.release is not None
+    slugs = await _fleet_slugs(client, fleets, known)
+    known.update({slug: fid for fid, slug in slugs.items()})
+    missing = {f: slugs.get(f, str(f)) for f in fleets if f not in resolved.releases}
+    more = await resolve_releases(client, act.release, missing)
+    return Resolved(resolved.fleet_ids, resolved.move_to, {**resolved.releases, **more})
+
+
 async def _read_children(
     client: Client, job: Job, page: Sequence[Mapping[str, Any]]
 ) -> dict[int, Mapping[str, Any]]:
@@ -146,8 +158,7 @@ async def _read_children(
 def warnings_for(action: Action, res: str, items: Sequence[PlanItem]) -> list[str]:
     """What the preview must say before anything is sent: restarts, irreversibility, moves."""
     a, to_fleet = action, action.to_fleet
-    active = [it for it in items if it.kind is not ChangeKind.NOOP]
-    n = len(active)
+    n = sum(1 for it in items if it.kind is not ChangeKind.NOOP)
     out: list[str] = []
     if not n:
         return out
@@ -186,29 +197,24 @@ async def make_plan(job: Job, client: Client, *, api_url: str, now: datetime | N
         resolved = Resolved(fleet_ids, resolved.move_to, releases)
     filt = compile_filter(job, fleet_ids, now)
     select = actions.target_select(act, res)
-    targets: list[Mapping[str, Any]] = []
-    children: dict[int, Mapping[str, Any]] = {}
+    items = item_spool()  # diffed page by page: the targets' rows are never all held at once
+    seen_fleets: set[int] = set()
+    known = dict(fleet_ids_all)  # slug -> id of every fleet whose slug was read
+    services = service.Tally()
     async for page in listed.target_pages(client, job.target, res, filt, select=select, page_size=PAGE_SIZE):
-        targets.extend(page)
-        if actions.is_child(act) and page and not actions.is_service_var(act):
-            children.update(await _read_children(client, job, page))
-    seen_fleets = {f for r in targets if (f := actions.fleet_of(r, res)) is not None}
-    slugs = await _fleet_slugs(client, seen_fleets | set(fleet_ids_all.values()), fleet_ids_all)
-    if act.type is ActionType.PIN:
-        missing = {f: slugs.get(f, str(f)) for f in seen_fleets if f not in resolved.releases}
-        if missing:
-            assert act.release is not None
-            more = await resolve_releases(client, act.release, missing)
-            resolved = Resolved(fleet_ids, resolved.move_to, {**resolved.releases, **more})
-    items: list[PlanItem] = []
-    extra: list[str] = []  # warnings of the service variable planner
-    if actions.is_service_var(act):
-        items, extra = await service.plan_items(client, job, targets)
-    for row in [] if actions.is_service_var(act) else targets:
-        if actions.is_child(act):
-            items.append(diff.diff_child(act, res, row, children.get(int(row["id"]))))
+        fleets = {f for r in page if (f := actions.fleet_of(r, res)) is not None}
+        if act.type is ActionType.PIN and fleets - set(resolved.releases):
+            resolved = await _more_releases(client, act, resolved, fleets, known)
+        seen_fleets |= fleets
+        if actions.is_service_var(act):
+            items.extend(await service.plan_items(client, job, page, services))
+        elif actions.is_child(act):
+            children = await _read_children(client, job, page) if page else {}
+            items.extend(diff.diff_child(act, res, row, children.get(int(row["id"]))) for row in page)
         else:
-            items.append(diff.diff_row(act, res, row, resolved))
+            items.extend(diff.diff_row(act, res, row, resolved) for row in page)
+    slugs = await _fleet_slugs(client, seen_fleets | set(fleet_ids_all.values()), known)
+    extra = services.warnings(act) if actions.is_service_var(act) else []
     if fleet_ids and res == "device":
         in_fleets = in_("belongs_to__application", sorted(fleet_ids.values()))
         population = await client.count(res, filter=in_fleets)
@@ -216,7 +222,8 @@ async def make_plan(job: Job, client: Client, *, api_url: str, now: datetime | N
         population = len(fleet_ids)
     else:
         population = await client.count(res)
-    items = await assign_stages(job, client, items)  # rollout stages (unchanged without [rollout])
+    if job.rollout is not None:  # rollout stages: the cohorts are drawn from every target at once
+        items = item_spool(await assign_stages(job, client, list(items)))
     plan_fleets = sorted({slugs.get(f, str(f)) for f in seen_fleets} | set(fleet_ids_all))
     check_expect(job.target.expect, len(items), population, res)
     check_allowed(job.allow_fleets, plan_fleets)
@@ -224,7 +231,7 @@ async def make_plan(job: Job, client: Client, *, api_url: str, now: datetime | N
     plan = Plan(
         job_name=job.name, job_path=job.path, job_fingerprint=job.fingerprint, api_url=api_url,
         created_at=now, target_resource=res, compiled_filter=selection, precondition=selection,
-        action=act, items=tuple(items), population=population, expect=job.target.expect,
+        action=act, items=items, population=population, expect=job.target.expect,
         allow_fleets=job.allow_fleets, options=job.options,
         warnings=(*warnings_for(act, res, items), *extra),
         irreversible=act.type is ActionType.DELETE, plan_id=new_id(now), fleets=tuple(plan_fleets),

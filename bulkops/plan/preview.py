@@ -92,15 +92,23 @@ def change_text(plan: Plan, item: PlanItem, ctx: PlanContext | None = None) -> s
 
 
 def samples(plan: Plan, limit: int = SAMPLES) -> list[PlanItem]:
-    """Up to ``limit`` items to show, spread over the kinds that send something."""
-    active = [it for it in plan.items if it.kind is not ChangeKind.NOOP]
-    kinds = [k for k in (ChangeKind.CHANGE, ChangeKind.CREATE, ChangeKind.DELETE)
-             if any(it.kind is k for it in active)]
+    """Up to ``limit`` items to show, spread over the kinds that send something (one pass over the items:
+    the first ``limit`` of each kind and the first ``2 × limit`` that send something are all it keeps)."""
+    order = (ChangeKind.CHANGE, ChangeKind.CREATE, ChangeKind.DELETE)
+    first: dict[ChangeKind, list[PlanItem]] = {k: [] for k in order}
+    head: list[PlanItem] = []
+    for it in plan.items:
+        if it.kind in first:
+            if len(first[it.kind]) < limit:
+                first[it.kind].append(it)
+            if len(head) < 2 * limit:
+                head.append(it)
+    kinds = [k for k in order if first[k]]
     picked: list[PlanItem] = []
     per_kind = max(1, limit // max(1, len(kinds)))
     for k in kinds:
-        picked.extend([it for it in active if it.kind is k][:per_kind])
-    for it in active:
+        picked.extend(first[k][:per_kind])
+    for it in head:
         if len(picked) >= limit:
             break
         if it not in picked:

@@ -26,7 +26,7 @@ from bulkops.v7 import actions
 if TYPE_CHECKING:
     from bulkops.api.client import Client
 
-__all__ = ["RESOURCE", "check_owners", "plan_items", "service_warnings"]
+__all__ = ["RESOURCE", "Tally", "check_owners", "plan_items"]
 
 RESOURCE = actions.SERVICE_VAR_RESOURCE
 INSTALL = actions.SERVICE_INSTALL
@@ -78,10 +78,29 @@ def _item(
     return PlanItem(target_id, label, kind, RESOURCE, row_id, before, after, key)
 
 
+class Tally:
+    """What the warnings of a service variable plan count, page after page."""
+
+    def __init__(self) -> None:
+        self.left_out = 0  # selected devices without an install of the service
+        self.active = 0  # items that change something
+
+    def warnings(self, action: Action) -> list[str]:
+        out: list[str] = []
+        if self.left_out:
+            verb = "has" if self.left_out == 1 else "have"
+            out.append(f"{noun('device', self.left_out)} of the selection {verb} no install of service"
+                       f" {action.service!r} (another release, or none yet): left out")
+        if self.active:
+            out.append(f"{noun('device', self.active)} will restart service {action.service!r}")
+        return out
+
+
 async def plan_items(
-    client: Client, job: Job, targets: Sequence[Mapping[str, Any]]
-) -> tuple[list[PlanItem], list[str]]:
-    """The items for ``targets`` (device rows with id, uuid, fleet) and the warnings they need."""
+    client: Client, job: Job, targets: Sequence[Mapping[str, Any]], tally: Tally
+) -> list[PlanItem]:
+    """The items for ``targets`` (device rows with id, uuid, fleet); ``tally`` counts what the warnings
+    will say."""
     action = job.action
     items: list[PlanItem] = []
     for start in range(0, len(targets), CHUNK):
@@ -96,19 +115,9 @@ async def plan_items(
             current = {i: r for r in rows if (i := _int(r.get(INSTALL))) is not None}
         items.extend(_item(action, r, installs[int(r["id"])], current.get(installs[int(r["id"])]))
                      for r in page if int(r["id"]) in installs)
-    return items, service_warnings(action, items, len(targets) - len(items))
-
-
-def service_warnings(action: Action, items: Sequence[PlanItem], left_out: int) -> list[str]:
-    out: list[str] = []
-    if left_out:
-        verb = "has" if left_out == 1 else "have"
-        out.append(f"{noun('device', left_out)} of the selection {verb} no install of service"
-                   f" {action.service!r} (another release, or none yet): left out")
-    active = sum(1 for it in items if it.kind is not ChangeKind.NOOP)
-    if active:
-        out.append(f"{noun('device', active)} will restart service {action.service!r}")
-    return out
+    tally.left_out += len(targets) - len(items)
+    tally.active += sum(1 for it in items if it.kind is not ChangeKind.NOOP)
+    return items
 
 
 async def check_owners(client: Client, plan: Plan) -> list[str]:

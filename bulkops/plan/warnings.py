@@ -5,7 +5,7 @@ release that is not ``success``, pins a move clears, listed targets that matched
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 
 from bulkops.model import ActionType, ChangeKind, Plan, PlanItem
 from bulkops.plan.context import PlanContext, Row
@@ -18,8 +18,9 @@ RESTARTS = frozenset({ActionType.SET_ENV, ActionType.REMOVE_ENV, ActionType.SET_
 PIN_FIELDS = ("is_pinned_on__release", "should_be_running__release")
 
 
-def _active(plan: Plan) -> list[PlanItem]:
-    return [it for it in plan.items if it.kind is not ChangeKind.NOOP]
+def _active(plan: Plan) -> Iterator[PlanItem]:
+    """The items that change something, one at a time (a plan's items are read from disk)."""
+    return (it for it in plan.items if it.kind is not ChangeKind.NOOP)
 
 
 def _shown(counts: Counter[str], limit: int = 4) -> str:
@@ -28,15 +29,15 @@ def _shown(counts: Counter[str], limit: int = 4) -> str:
     return ", ".join(parts) + (f", and {rest} more" if rest > 0 else "")
 
 
-def _fleet_restarts(plan: Plan, ctx: PlanContext, active: list[PlanItem]) -> str | None:
+def _fleet_restarts(plan: Plan, ctx: PlanContext) -> str | None:
     """``1,031 devices of 1 fleet (acme/gateway) will restart services`` for a fleet-level variable."""
-    rows = [ctx.rows.get(it.target_id) for it in active]
+    rows = [ctx.rows.get(it.target_id) for it in _active(plan)]  # one per fleet
     counts = [r.devices for r in rows if r is not None]
-    if len(counts) != len(active) or any(c is None for c in counts):
+    if len(counts) != len(rows) or any(c is None for c in counts):
         return None
     devices = sum(c or 0 for c in counts)
     slugs = ", ".join(sorted(r.fleet for r in rows if r is not None)[:5]) + (", …" if len(rows) > 5 else "")
-    return f"{devices:,} {'device' if devices == 1 else 'devices'} of {noun('application', len(active))} " \
+    return f"{devices:,} {'device' if devices == 1 else 'devices'} of {noun('application', len(rows))} " \
            f"({slugs}) will restart services"
 
 
@@ -63,14 +64,13 @@ def _before_release(plan: Plan, it: PlanItem, row: Row | None) -> int | None:
 
 def release_warnings(plan: Plan, ctx: PlanContext) -> list[str]:
     """Downgrades and releases that are not fit to run, counted per release."""
-    active = _active(plan)
-    if not any(name in (it.after or {}) for it in active for name in PIN_FIELDS):
+    if not any(name in (it.after or {}) for it in _active(plan) for name in PIN_FIELDS):
         return []
     res = plan.target_resource
     down: Counter[str] = Counter()
     unfit: dict[str, Counter[int]] = {"status": Counter(), "invalidated": Counter(), "draft": Counter()}
     followers = 0
-    for it in active:
+    for it in _active(plan):
         row = ctx.rows.get(it.target_id)
         after = _after_release(plan, it, ctx, row)
         target = ctx.releases.get(after) if after is not None else None
@@ -119,14 +119,14 @@ def plan_warnings(plan: Plan, ctx: PlanContext | None) -> list[str]:
     """Every warning of the preview, in order."""
     if ctx is None:
         return list(plan.warnings)
-    active = _active(plan)
     out: list[str] = []
-    plain = f"every device of {noun('application', len(active))} will restart services"
+    fleets = sum(1 for _ in _active(plan)) if plan.target_resource == "application" else 0
+    plain = f"every device of {noun('application', fleets)} will restart services"
     for w in plan.warnings:
-        numbered = _fleet_restarts(plan, ctx, active) if w == plain and plan.action.type in RESTARTS else None
+        numbered = _fleet_restarts(plan, ctx) if w == plain and plan.action.type in RESTARTS else None
         out.append(numbered or w)
     out += release_warnings(plan, ctx)
-    out += _move_pins(plan, ctx, active)
+    out += _move_pins(plan, ctx, _active(plan))
     if plan.action.type is ActionType.MOVE and ctx.service_var_devices:
         n = ctx.service_var_devices
         have = "has" if n == 1 else "have"
