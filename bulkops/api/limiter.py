@@ -17,7 +17,7 @@ inside each window without crossing its boundary:
   after a spent window proves the reset lay before it, one that is refused proves it lay after. The
   bracket ``[hold_lo, hold_hi]`` on the time from a window's first send to its reset narrows by
   bisection until it is a few tens of ms wide.
-* **Window mode.** Once B is known, each window sends at most B requests, spread over the first half
+* **Window mode.** Once B is known, each window sends at most B requests, spread over the first quarter
   of the window (so few are in flight if the limit drops), then holds until the learned reset. Every
   few clean windows it probes a slightly larger budget (the step doubles while probes pass); a ``429``
   sets B to what the window admitted, so a lowered limit is learned in one window.
@@ -61,7 +61,7 @@ ZERO_PAUSE_MIN: Final = 0.1  # Retry-After 0: the reset is under 0.5 s away; wai
 ZERO_PAUSE_DEFAULT: Final = 0.3  # … this long when nothing better is known …
 ROUNDING: Final = 0.5  # Retry-After is the wait rounded to whole seconds
 CONVERGED: Final = 0.05  # a reset bracket this narrow is used as is (its safe end)
-SPREAD: Final = 0.5  # a window's budget is spent evenly over this fraction of it
+SPREAD: Final = 0.25  # a window's budget is spent evenly over this fraction of it
 PROBE_EVERY: Final = 4  # clean windows between two probes of a larger budget, at least …
 PROBE_COST: Final = 50  # … and at least this many requests (a failed probe costs a 429 or two)
 PROBE_STEP: Final = 0.02  # a first probe asks for 2 % more (at least one request); doubles while they pass
