@@ -49,6 +49,15 @@ def home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     return path
 
 
+@pytest.fixture
+def env(sim: SimServer, home: Path, monkeypatch: pytest.MonkeyPatch) -> SimServer:
+    """The CLI's environment: the simulator's URL and key, no other token."""
+    monkeypatch.setenv("BALENA_API_URL", sim.url)
+    monkeypatch.setenv("BALENA_API_KEY", sim.api_key)
+    monkeypatch.delenv("BALENA_TOKEN", raising=False)
+    return sim
+
+
 def rows(sim: SimServer, sql: str, *params: Any) -> list[tuple[Any, ...]]:
     """Rows of a query on the simulator's database."""
     return list(sim.db.conn.execute(sql, params).fetchall())

@@ -18,6 +18,7 @@ import os
 import secrets
 import socket
 import sqlite3
+import time
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -116,7 +117,14 @@ class SlotStore:
             private_dir(path.parent)
             os.close(os.open(path, os.O_WRONLY | os.O_CREAT, 0o600))  # 0600 before SQLite writes a byte
             self._conn = sqlite3.connect(path, isolation_level=None, timeout=60.0, check_same_thread=False)
-            self._conn.execute("PRAGMA journal_mode=WAL")
+            for attempt in range(100):  # switching a new file to WAL is refused at once, not waited for,
+                try:                    # while another process does the same: retry for up to 10 s
+                    self._conn.execute("PRAGMA journal_mode=WAL")
+                    break
+                except sqlite3.OperationalError as exc:
+                    if "locked" not in str(exc) or attempt == 99:
+                        raise
+                    time.sleep(0.1)
             self._conn.execute("PRAGMA synchronous=NORMAL")
             self._conn.executescript(SCHEMA)
         except (OSError, sqlite3.Error) as exc:

@@ -17,14 +17,6 @@ from tests.conftest import human, rows
 CANARIES = "device_tag/any(t:t/tag_key eq 'ring' and t/value eq 'canary')"
 
 
-@pytest.fixture
-def env(sim: SimServer, home: Path, monkeypatch: pytest.MonkeyPatch) -> SimServer:
-    monkeypatch.setenv("BALENA_API_URL", sim.url)
-    monkeypatch.setenv("BALENA_API_KEY", sim.api_key)
-    monkeypatch.delenv("BALENA_TOKEN", raising=False)
-    return sim
-
-
 def test_print_job_is_the_equivalent_job_file(capsys: pytest.CaptureFixture[str]) -> None:
     """--print-job prints the job file the one-liner runs, sends nothing, and the loader reads it back."""
     args = ["env", "set", "LOG_LEVEL", 'de"bug', "--service", "main", "--fleet", "acme/gateway",

@@ -31,14 +31,6 @@ def _quiet_logs() -> Iterator[None]:
     structlog.reset_defaults()
 
 
-@pytest.fixture
-def env(sim: SimServer, home: Path, monkeypatch: pytest.MonkeyPatch) -> SimServer:
-    monkeypatch.setenv("BALENA_API_URL", sim.url)
-    monkeypatch.setenv("BALENA_API_KEY", sim.api_key)
-    monkeypatch.delenv("BALENA_TOKEN", raising=False)
-    return sim
-
-
 def _plan_to(out: str, tmp_path: Path) -> int:
     return main(["plan", str(write_job(tmp_path, CANARY_JOB)), "-o", out])
 

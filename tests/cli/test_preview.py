@@ -30,14 +30,6 @@ def job_file(tmp_path: Path, body: str, name: str = "job.toml") -> Path:
     return path
 
 
-@pytest.fixture
-def env(sim: SimServer, home: Path, monkeypatch: pytest.MonkeyPatch) -> SimServer:
-    monkeypatch.setenv("BALENA_API_URL", sim.url)
-    monkeypatch.setenv("BALENA_API_KEY", sim.api_key)
-    monkeypatch.delenv("BALENA_TOKEN", raising=False)
-    return sim
-
-
 def fleet_devices(sim: SimServer, slug: str) -> list[tuple[int, str, str, int, int | None, int | None]]:
     return rows(sim, "SELECT id, uuid, device_name, is_online, is_pinned_on__release, is_running__release "
                      "FROM device WHERE belongs_to__application = ? ORDER BY id", sim.demo.fleets[slug])

@@ -35,14 +35,6 @@ def _quiet_logs() -> Iterator[None]:
     structlog.reset_defaults()
 
 
-@pytest.fixture
-def env(sim: SimServer, home: Path, monkeypatch: pytest.MonkeyPatch) -> SimServer:
-    monkeypatch.setenv("BALENA_API_URL", sim.url)
-    monkeypatch.setenv("BALENA_API_KEY", sim.api_key)
-    monkeypatch.delenv("BALENA_TOKEN", raising=False)
-    return sim
-
-
 def _revoke(sim: SimServer) -> None:
     sim.db.conn.execute("DELETE FROM api_key WHERE key=?", (sim.api_key,))
     sim.request_log.clear()

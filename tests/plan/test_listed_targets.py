@@ -21,14 +21,6 @@ ACTION = '[action]\ntype = "set_tag"\nkey = "listed"\nvalue = "yes"\n'
 MISSING = "0" * 32
 
 
-@pytest.fixture
-def env(sim: SimServer, home: Path, monkeypatch: pytest.MonkeyPatch) -> SimServer:
-    monkeypatch.setenv("BALENA_API_URL", sim.url)
-    monkeypatch.setenv("BALENA_API_KEY", sim.api_key)
-    monkeypatch.delenv("BALENA_TOKEN", raising=False)
-    return sim
-
-
 def planned(tmp_path: Path, target: str, capsys: pytest.CaptureFixture[str]) -> tuple[list[int], str]:
     path = tmp_path / "job.toml"
     path.write_text(f'name = "listed"\n[target]\nresource = "device"\n{target}\n{ACTION}')

@@ -56,14 +56,6 @@ def _quiet_logs() -> Iterator[None]:
     structlog.reset_defaults()
 
 
-@pytest.fixture
-def env(sim: SimServer, home: Path, monkeypatch: pytest.MonkeyPatch) -> SimServer:
-    monkeypatch.setenv("BALENA_API_URL", sim.url)
-    monkeypatch.setenv("BALENA_API_KEY", sim.api_key)
-    monkeypatch.delenv("BALENA_TOKEN", raising=False)
-    return sim
-
-
 def _plan(tmp_path: Path, capsys: pytest.CaptureFixture[str], text: str = JOB) -> tuple[Path, Path]:
     job = tmp_path / "job.toml"
     job.write_text(text)

@@ -32,14 +32,6 @@ def job(tmp_path: Path, action: str, *, allow: str = "", name: str = "job.toml")
 SET = 'type = "set_service_env"\nservice = "main"\nname = "LOG_LEVEL"\nvalue = "{v}"'
 
 
-@pytest.fixture
-def env(sim: SimServer, home: Path, monkeypatch: pytest.MonkeyPatch) -> SimServer:
-    monkeypatch.setenv("BALENA_API_URL", sim.url)
-    monkeypatch.setenv("BALENA_API_KEY", sim.api_key)
-    monkeypatch.delenv("BALENA_TOKEN", raising=False)
-    return sim
-
-
 def service_vars(sim: SimServer, service: str = "main") -> dict[int, str]:
     """device id → LOG_LEVEL of its install of ``service`` (in its own fleet)."""
     found = rows(sim, "SELECT si.device, v.value FROM device_service_environment_variable v "

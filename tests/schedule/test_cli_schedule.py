@@ -20,15 +20,6 @@ from bulkops.sim.server import SimServer
 from tests.conftest import human, rows, writes
 from tests.schedule.conftest import at, tag_job, write
 
-
-@pytest.fixture
-def env(sim: SimServer, home: Path, monkeypatch: pytest.MonkeyPatch) -> SimServer:
-    monkeypatch.setenv("BALENA_API_URL", sim.url)
-    monkeypatch.setenv("BALENA_API_KEY", sim.api_key)
-    monkeypatch.delenv("BALENA_TOKEN", raising=False)
-    return sim
-
-
 NIGHT = tag_job("night", schedule='{ cron = "30 2 * * *", timezone = "Europe/Berlin" }')
 
 
