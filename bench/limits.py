@@ -16,6 +16,11 @@ any client could have N requests admitted.
   first request can only open fewer windows before T, so no client beats this. T is taken on the
   client's clock (T minus the delay between applying the limit and launching the client).
 
+Under ``drop`` that floor belongs to a client that knows T: it sends at T, while its own window
+still seems spent. A client that cannot know T sends nothing until its window's reset, so its window
+after the drop opens at kW at the earliest: its floor, the **blind floor**, is **(k + ⌈R/B'⌉ − 1)·W**.
+The results show both; the goal is judged on the first.
+
 The floor counts only what the limit forces: start-up, computing and latency are all above it, so a
 run's efficiency = floor / wall is at most 1, and a value above 1 means the floor is wrong.
 """
@@ -83,6 +88,17 @@ def drop_floor(n: int, points: int, window: float, at: float, after: int) -> flo
     return at + fixed_floor(n - before, after, window)
 
 
+def blind_drop_floor(n: int, points: int, window: float, at: float, after: int) -> float:
+    """The drop floor for a client that cannot know ``at``: after the drop its windows still open at
+    multiples of ``window`` from its first request."""
+    if at <= 0:
+        return fixed_floor(n, after, window)
+    k = math.ceil(at / window)
+    if n <= k * points:
+        return fixed_floor(n, points, window)
+    return (k + math.ceil((n - k * points) / after) - 1) * window
+
+
 @dataclass(frozen=True, slots=True)
 class Limit:
     """One limit policy at a budget of ``points`` per ``window`` seconds."""
@@ -125,6 +141,12 @@ class Limit:
         if self.policy is Policy.DROP:
             return drop_floor(n, self.points, self.window, self.drop_at - launch_delay, self.after)
         return fixed_floor(n, self.points, self.window)
+
+    def blind_floor(self, n: int, *, launch_delay: float = 0.0) -> float | None:
+        """The drop floor for a client that cannot know when the drop comes (None for other policies)."""
+        if self.policy is not Policy.DROP:
+            return None
+        return blind_drop_floor(n, self.points, self.window, self.drop_at - launch_delay, self.after)
 
     def formula(self) -> str:
         """The floor as text, for the results."""

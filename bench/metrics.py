@@ -67,6 +67,14 @@ def collect(
         "log": shown(run_dir / "client.log"),
         "client_report": _client_report(run_dir / "client.log"),
     }
+    blind = limit.blind_floor(admitted, launch_delay=launch_delay)
+    if blind is not None:
+        out["blind_floor_s"] = round(blind, 3)
+        out["blind_efficiency"] = round(blind / child.wall, 3) if child.wall > 0 and blind > 0 else None
+    # where the wall time went: before the first request (start-up), before the first write (planning)
+    writes = [e.time for e in entries if e.method != "GET"]
+    out["first_request_s"] = round(entries[0].time - child.started, 3) if entries else None
+    out["first_write_s"] = round(writes[0] - child.started, 3) if writes else None
     if client == "bulkops":  # when bulkops met its 429s, relative to its start (the limiter's behaviour)
         out["throttled_at_s"] = [round(e.time - child.started, 2) for e in entries if e.status == 429]
     drop = applied_at + limit.drop_at if limit.policy is Policy.DROP else None

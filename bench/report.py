@@ -120,6 +120,16 @@ def goals(case: dict[str, Any]) -> list[dict[str, Any]]:
                 share_sdk <= SDK_REQUEST_SHARE,
             )
         )
+    blind = b.get("blind_efficiency")
+    if case["policy"] == "drop" and blind is not None:
+        out.append(
+            _goal(
+                "efficiency on the blind floor (a client that cannot know when the drop comes)",
+                f"{blind:.3f} (blind floor {b['blind_floor_s']:.1f} s, wall {b['wall_s']:.1f} s)",
+                f"≥ {EFFICIENCY}",
+                blind >= EFFICIENCY,
+            )
+        )
     rec = b.get("recovery")
     if case["policy"] == "drop":
         if rec is None:
@@ -166,8 +176,13 @@ def _fmt_run(run: dict[str, Any]) -> str:
     return (
         f"| {run['client']} | {wall} | {req} | {thr} | {100 * run['throttled_share']:.1f} "
         f"| {run['floor_s']:.1f} "
-        f"| {eff} | {correct} | {run['cpu_s']:.2f} | {run['peak_mb']:.0f} |"
+        f"| {eff} | {_seconds(run.get('first_write_s'))} | {correct} | {run['cpu_s']:.2f} "
+        f"| {run['peak_mb']:.0f} |"
     )
+
+
+def _seconds(value: float | None) -> str:
+    return "—" if value is None else f"{value:.1f}"
 
 
 def _header(results: dict[str, Any]) -> list[str]:
@@ -235,8 +250,9 @@ def _case(c: dict[str, Any]) -> list[str]:
         "",
         f"`{c['key']}` · simulator limit `{c['spec']}` · floor for N admitted requests: {c['floor_formula']}",
         "",
-        "| client | wall s | requests | 429s | 429 % | floor s | efficiency | correct | CPU s | peak MB |",
-        "|---|---|---|---|---|---|---|---|---|---|",
+        "| client | wall s | requests | 429s | 429 % | floor s | efficiency | first write s | correct "
+        "| CPU s | peak MB |",
+        "|---|---|---|---|---|---|---|---|---|---|---|",
         *[_fmt_run(r) for r in c["runs"]],
         "",
     ]

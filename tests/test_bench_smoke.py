@@ -9,7 +9,15 @@ from pathlib import Path
 import pytest
 
 from bench import run
-from bench.limits import Limit, Policy, bucket_floor, drop_floor, fixed_floor, parse_budget
+from bench.limits import (
+    Limit,
+    Policy,
+    blind_drop_floor,
+    bucket_floor,
+    drop_floor,
+    fixed_floor,
+    parse_budget,
+)
 from bench.measure import Extrapolation, extrapolate, recovery, windows
 from bulkops.sim.ratelimit import RateLimiter
 
@@ -60,15 +68,20 @@ def test_floor_formulas() -> None:
     assert drop_floor(2549, 1000, 10.0, 15.0, 500) == 25.0
     assert drop_floor(2000, 1000, 10.0, 15.0, 500) == 10.0
     assert drop_floor(2001, 1000, 10.0, 15.0, 500) == 15.0
+    # without foresight the windows after the drop still open at 20, 30, …
+    assert blind_drop_floor(2549, 1000, 10.0, 14.9, 500) == 30.0
+    assert blind_drop_floor(2001, 1000, 10.0, 15.0, 500) == 20.0
+    assert blind_drop_floor(2000, 1000, 10.0, 15.0, 500) == 10.0
     assert parse_budget("1000/10s") == (1000, 10.0)
     with pytest.raises(ValueError) as err:
         parse_budget("ten/10s")
     assert str(err.value) == "limit 'ten/10s': expected N/W with N a positive whole number, like 1000/10s"
 
 
-def _ideal_finish(limit: Limit, n: int) -> float:
+def _ideal_finish(limit: Limit, n: int, *, foresight: bool = True) -> float:
     """When the n-th request of a client that always retries at the earliest useful moment is admitted,
-    against the simulator's own limiter on a fake clock."""
+    against the simulator's own limiter on a fake clock. Without foresight it does not know when the
+    drop comes: it waits for the reset the server announced."""
     now = [0.0]
     limiter = RateLimiter(limit.spec(), clock=lambda: now[0])
     admitted = 0
@@ -78,7 +91,7 @@ def _ideal_finish(limit: Limit, n: int) -> float:
             admitted += 1
             continue
         nxt = now[0] + max(decision.ms_before_next / 1000, 1e-9)
-        if limit.policy is Policy.DROP and now[0] < limit.drop_at < nxt:
+        if foresight and limit.policy is Policy.DROP and now[0] < limit.drop_at < nxt:
             nxt = limit.drop_at
         now[0] = nxt
     return now[0]
@@ -91,6 +104,18 @@ def test_the_floor_is_what_an_ideal_client_reaches_against_the_simulator(policy:
     limiter: no client can beat it, and one that wastes nothing reaches it."""
     limit = Limit(policy, 40, 2.0, drop_at=3.0)
     assert _ideal_finish(limit, n) == pytest.approx(limit.floor(n), abs=1e-6)
+
+
+@pytest.mark.parametrize("n", [1, 40, 81, 100, 101, 141, 201])
+def test_the_blind_floor_is_what_a_client_without_foresight_reaches(n: int) -> None:
+    """Under the drop, a client that waits out each announced reset finishes exactly at the blind floor,
+    and never before the floor of a client that knows when the drop comes."""
+    limit = Limit(Policy.DROP, 40, 2.0, drop_at=3.0)
+    blind = limit.blind_floor(n)
+    assert blind is not None
+    assert _ideal_finish(limit, n, foresight=False) == pytest.approx(blind, abs=1e-6)
+    assert blind >= limit.floor(n)
+    assert Limit(Policy.FIXED, 40, 2.0).blind_floor(n) is None
 
 
 def _assert_correct(results: dict[str, object]) -> None:

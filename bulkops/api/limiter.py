@@ -6,12 +6,10 @@ request the server sees; it never slows answers down, it only answers ``429`` wi
 Neither N nor W is published. The limiter learns both from the ``429``s and then spends the budget
 inside each window without crossing its boundary:
 
-* **Pause.** A ``429`` pauses every worker (not just the one that got it) until the estimated reset.
-  ``Retry-After: 0`` pauses a short, bounded time instead of retrying at once.
+* **Pause.** A ``429`` pauses every worker until the estimated reset (``Retry-After: 0``: briefly).
 * **Budget.** The successes a window admitted before its first ``429`` are the window's budget B.
-  The very first window may have begun inside a server window already running (an earlier process,
-  another client): its count is only a hint, past which requests go one at a time; B and W are learnt
-  from the next window, which starts right after a reset.
+  The first window may have begun inside a server window already running: its count is only a hint,
+  past which requests go one at a time; B and W are learnt from the next window, after a reset.
 * **Window.** A window starts at our first send after a pause; that first request goes alone. Each
   ``429`` brackets the reset to ``now + Retry-After ± 0.5 s``; a window's first request that succeeds
   after a spent window proves the reset lay before it, one that is refused proves it lay after. The
@@ -23,19 +21,16 @@ inside each window without crossing its boundary:
   sets B to what the window admitted, so a lowered limit is learned in one window.
 * **Concurrency** adapts by AIMD between 1 and ``max_concurrency``: halved once per throttle episode,
   raised by one after as many successes in a row as the current concurrency.
-
-* **Waiting.** Waiting requests stand in line (:mod:`bulkops.api.waiters`): only the head waits for
-  an answer (a window's first request, or one at a time past the first window's count) on an event set
-  when a slot is released, or for a time (a pause, the next send of the budget) by sleeping exactly
-  that long; the others sleep until it is their turn. Nothing polls.
+* **Pacing.** A limit that answers ``Retry-After: 0`` episode after episode is no window but a rate (a
+  token bucket): requests are then spaced at the rate measured between those 429s
+  (:mod:`bulkops.api.pacing`), until a ``Retry-After`` of seconds shows a window after all.
+* **Waiting.** Waiting requests stand in line (:mod:`bulkops.api.waiters`), and nothing polls.
 * **Bounds.** ``slot(max_wait=…)`` refuses at once (``WaitTooLong``) a request that would have to wait
   longer than it may; ``block()`` is a ``Retry-After`` too long to wait: every worker pauses until it
   ends, and every request that may not wait that long is refused at once instead of being sent.
 
-``slot()`` yields a ``Ticket``; ``on_success(ticket)``, ``on_throttled(ticket, retry_after)`` and
-``block(ticket, retry_after)`` are plain functions given it, inside or after the slot; only ``slot()``
-waits. The clock and the sleep function are injectable, so tests run on virtual time (the client keeps
-its own time with ``now()`` and ``sleep()`` for the same reason).
+``slot()`` yields a ``Ticket``; ``on_success``, ``on_throttled`` and ``block`` take it and do not wait.
+The clock and the sleep are injectable, so tests run on virtual time (so does the client's waiting).
 """
 
 from __future__ import annotations
@@ -44,12 +39,13 @@ import math
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
-from dataclasses import dataclass
 from typing import Final
 
 import anyio
 
 from bulkops.api.answers import retry_after_seconds  # re-exported: where callers have found it
+from bulkops.api.pacing import Episodes, Pacer
+from bulkops.api.tickets import LimiterStats, Ticket, WaitTooLong
 from bulkops.api.waiters import Waiters
 from bulkops.log import get_logger
 
@@ -65,39 +61,6 @@ SPREAD: Final = 0.25  # a window's budget is spent evenly over this fraction of 
 PROBE_EVERY: Final = 4  # clean windows between two probes of a larger budget, at least …
 PROBE_COST: Final = 50  # … and at least this many requests (a failed probe costs a 429 or two)
 PROBE_STEP: Final = 0.02  # a first probe asks for 2 % more (at least one request); doubles while they pass
-
-
-
-@dataclass(frozen=True, slots=True)
-class Ticket:
-    """One admitted request: when it was let through. Feedback about its answer takes it."""
-
-    sent_at: float
-
-
-class WaitTooLong(Exception):
-    """Raised by ``slot(max_wait=…)`` instead of waiting: the request could go only ``wait`` seconds from
-    now; ``retry_after`` is the ``Retry-After`` behind the pause in force (None if it is not a pause)."""
-
-    def __init__(self, wait: float, retry_after: float | None) -> None:
-        super().__init__(f"the limiter would hold this request {wait:.3f} s")
-        self.wait = wait
-        self.retry_after = retry_after
-
-
-@dataclass(frozen=True, slots=True)
-class LimiterStats:
-    """A snapshot of the limiter. ``rate`` is None until the first throttle (no rate limit yet)."""
-
-    rate: float | None
-    concurrency: int
-    in_flight: int
-    throttled: int
-    admitted: int
-    paused_until: float
-    estimated_budget: int | None
-    estimated_window: float | None
-    wakeups: int = 0  # times a waiting request woke up to check again
 
 
 class AdaptiveLimiter:
@@ -149,6 +112,8 @@ class AdaptiveLimiter:
         self._probe_step = PROBE_STEP
         self._hold_lo = 0.0
         self._hold_hi = float("inf")
+        self._episodes = Episodes()  # a continuous limit (a token bucket) is paced instead
+        self._pacer: Pacer | None = None
 
     # --- waiting -----------------------------------------------------------------------------------
 
@@ -214,7 +179,12 @@ class AdaptiveLimiter:
             return self._paused_until - now
         if self._scout_pending:
             return None
-        if self._ws is None:
+        if self._pacer is not None:
+            wait = self._pacer.wait(now)
+            if wait > 0:
+                return wait
+            self._pacer.sent(now)
+        elif self._ws is None:
             self._start_window(now)
         elif self._budget is None and self._tentative is not None and self._spent >= self._tentative:
             if self._in_flight > 0:  # past the first window's count: one at a time, few 429s at the edge
@@ -284,6 +254,7 @@ class AdaptiveLimiter:
         """The request was admitted (any answer but 429)."""
         sent = ticket.sent_at
         self._admitted += 1
+        self._episodes.admitted()
         self._streak += 1
         if self._streak >= self._concurrency and self._concurrency < self._max:
             self._set_concurrency(self._concurrency + 1)
@@ -311,6 +282,19 @@ class AdaptiveLimiter:
         self._pause_retry_after = ra
         self._streak = 0
         self._set_concurrency(max(1, self._concurrency // 2))
+        rate = self._episodes.began(now, ra, spent=self._ws is None or self._window_admitted > 0)
+        if self._pacer is not None and ra < 1:
+            self._pacer.throttled(self._episodes.since_last(now))
+            self._pause_until(now + ZERO_PAUSE_MIN)
+            log.debug("bulkops.limiter.paced", rate=round(self._pacer.rate, 2))
+            return
+        self._pacer = None  # a Retry-After of seconds: a window after all
+        if rate is not None:
+            self._forget_windows()
+            self._pacer = Pacer(rate, now)
+            self._pause_until(now + ZERO_PAUSE_MIN)
+            log.info("bulkops.limiter.pacing", rate=round(self._pacer.rate, 2))
+            return
         reset = now + ra
         window: float | None = None
         if self._ws is not None and self._window_admitted > 0 and not self._window_aligned:
@@ -333,9 +317,7 @@ class AdaptiveLimiter:
             resume = min(max(window + self._hold(), lo), hi)
         else:
             resume = reset if ra > 0 else now + ZERO_PAUSE_DEFAULT
-        if resume > self._paused_until:
-            self._paused_until = resume
-            self._waiters.pause_changed()
+        self._pause_until(resume)
         self._closed_ws = window
         self._ws = None
         self._window_throttled = True
@@ -361,7 +343,22 @@ class AdaptiveLimiter:
         self._ws = self._ws_prev = self._closed_ws = None
         self._window_throttled = True
         self._prev_exhausted = False
+        self._pacer = None
+        self._episodes.reset()
         log.info("bulkops.limiter.blocked", retry_after=ra, sent_at=round(ticket.sent_at, 3))
+
+    def _pause_until(self, resume: float) -> None:
+        if resume > self._paused_until:
+            self._paused_until = resume
+            self._waiters.pause_changed()
+
+    def _forget_windows(self) -> None:
+        """The limit is no window: start over, should it turn out to be one after all."""
+        self._ws = self._ws_prev = self._closed_ws = None
+        self._budget, self._budget_exact, self._tentative = None, False, None
+        self._hold_lo, self._hold_hi = 0.0, float("inf")
+        self._windows = self._clean_windows = 0
+        self._scout_pending = self._prev_exhausted = False
 
     def _learn_reset(self, reset: float, window: float) -> None:
         """The server's reset lies within ``reset ± 0.5 s``: narrow the bracket on the hold time."""
@@ -387,6 +384,8 @@ class AdaptiveLimiter:
     def statistics(self) -> LimiterStats:
         window = self._window_estimate()
         rate = None if self._budget is None or not window else self._budget / window
+        if self._pacer is not None:
+            rate = self._pacer.rate
         return LimiterStats(
             rate=rate,
             concurrency=self._concurrency,

@@ -8,6 +8,7 @@ import itertools
 import math
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import Any, Protocol
 
 import anyio
 import anyio.lowlevel
@@ -89,22 +90,35 @@ class FixedWindowServer:
         return math.floor((self.window_end - now) + 0.5)  # JavaScript Math.round of ms / 1000
 
 
+class Server(Protocol):
+    log: list[tuple[float, bool]]
+
+    def handle(self) -> int | None: ...
+
+
 @dataclass
 class Run:
     elapsed: float
     requests: int
     throttled: int
-    server: FixedWindowServer
+    server: Any
     stats: LimiterStats
 
 
 async def run_requests(
     total: int, budget: int, window: float, *, workers: int = 16,
-    change: Callable[[FixedWindowServer], None] | None = None, change_at: float = math.inf,
+    change: Callable[[Any], None] | None = None, change_at: float = math.inf,
     used: tuple[float, int] | None = None,
+    make_server: Callable[[VirtualClock], Server] | None = None,
 ) -> Run:
+    """``total`` requests by ``workers`` workers through one limiter to a fixed window of ``budget``
+    per ``window`` seconds (or the server ``make_server`` makes), on virtual time."""
     clock = VirtualClock()
-    server = FixedWindowServer(clock, budget, window)
+    server: Any
+    if make_server is not None:
+        server = make_server(clock)
+    else:
+        server = FixedWindowServer(clock, budget, window)
     if used is not None:  # a server window already running: (its end, requests it counted)
         server.window_end, server.count = used
     limiter = AdaptiveLimiter(max_concurrency=workers, clock=clock.time, sleep=clock.sleep)
