@@ -136,6 +136,8 @@ def render_lines(s: Snapshot) -> list[str]:
         rate = "rate —"
     elif s.learned and s.budget and s.window:
         rate = f"rate {s.rate:.1f} req/s (learned limit: {s.budget} per {s.window:.1f} s)"
+    elif s.learned:
+        rate = f"rate {s.rate:.1f} req/s (paced: the limit is a rate, not a window)"
     else:
         rate = f"rate {s.rate:.1f} req/s (no limit met yet)"
     lines.append(f"{rate}   in flight {s.in_flight}   429s {s.throttled}   requests {s.requests:,}")

@@ -45,6 +45,29 @@ def test_a_pause_is_shown_with_its_seconds() -> None:
     assert all(not line.startswith("waiting") for line in render_lines(progress.snapshot()))
 
 
+def test_a_paced_limit_is_shown_as_a_rate() -> None:
+    """A limit that answers Retry-After 0 time after time (a token bucket) is paced, not learnt as a
+    window: the display says so, with the rate it paces at, and the ETA comes from that rate."""
+    clock = Clock()
+    limiter = AdaptiveLimiter(clock=clock)
+    progress = RunProgress(limiter, total=4000, expected_requests=4000, clock=clock)
+    for _ in range(2):
+        for _ in range(30):
+            limiter.on_success(Ticket(sent_at=clock.now))
+        clock.now += 0.3
+        limiter.on_throttled(Ticket(sent_at=clock.now), 0)
+    stats = limiter.statistics()
+    assert stats.estimated_budget is None
+    assert stats.rate == pytest.approx(30 / 0.3 * 0.97)  # what got through between the 429s, less 3 %
+    clock.now += 5
+    progress(Progress(3000, 4000, 3000, 2, 5.6))
+    snap = progress.snapshot()
+    assert render_lines(snap)[1] == (
+        f"rate {stats.rate:.1f} req/s (paced: the limit is a rate, not a window)   in flight 0   429s 2   "
+        "requests 3,000")
+    assert snap.eta == pytest.approx(1000 / stats.rate)
+
+
 def test_status_line_for_a_rollout() -> None:
     """set_status adds one line under the numbers (a rollout's stage and gate); None removes it."""
     clock = Clock()
