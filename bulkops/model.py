@@ -12,6 +12,8 @@ from datetime import datetime, timedelta
 from enum import StrEnum
 from typing import Any
 
+from bulkops.spool import Spool
+
 JSONValue = Any  # str | int | float | bool | None | list | dict, as orjson gives them
 
 PLAN_FORMAT = 2  # 2: the plan stores its precondition and skipped items (format 1 is read too)
@@ -272,10 +274,17 @@ class Plan:
     seal: str = ""  # HMAC of the plan's content keyed by the API token (bulkops.plan.seal); "" = unsealed
 
     def counts(self) -> dict[str, int]:
-        out = {k.value: 0 for k in ChangeKind}
-        for it in self.items:
-            out[it.kind.value] += 1
-        return out
+        """Items per kind (a spool's are counted once, however many steps ask)."""
+        if isinstance(self.items, Spool):
+            return dict(self.items.derived("counts", _count))
+        return _count(self.items)
+
+
+def _count(items: Sequence[PlanItem]) -> dict[str, int]:
+    out = {k.value: 0 for k in ChangeKind}
+    for it in items:
+        out[it.kind.value] += 1
+    return out
 
 
 # --- outcomes ------------------------------------------------------------------------------------

@@ -18,6 +18,7 @@ from collections.abc import Callable, Iterable, Iterator, Sequence
 from typing import Any, Generic, TypeVar, overload
 
 T = TypeVar("T")
+V = TypeVar("V")
 
 _READ_AHEAD = 1 << 20  # bytes per read while iterating
 
@@ -25,7 +26,7 @@ _READ_AHEAD = 1 << 20  # bytes per read while iterating
 class Spool(Sequence[T], Generic[T]):
     """Append-then-read elements encoded one after another in an unlinked temporary file."""
 
-    __slots__ = ("__weakref__", "_decode", "_dirty", "_encode", "_file", "_offsets")
+    __slots__ = ("__weakref__", "_decode", "_dirty", "_encode", "_file", "_memo", "_offsets")
 
     def __init__(self, encode: Callable[[T], bytes], decode: Callable[[bytes], T],
                  items: Iterable[T] = ()) -> None:
@@ -34,6 +35,7 @@ class Spool(Sequence[T], Generic[T]):
         weakref.finalize(self, self._file.close)  # closed (and gone) with the spool
         self._offsets = array("Q", [0])  # element n is bytes [offsets[n], offsets[n + 1])
         self._dirty = False  # written since the last flush
+        self._memo: dict[str, tuple[int, Any]] = {}  # key -> (length when made, value): see derived()
         self.extend(items)
 
     # --- writing ---------------------------------------------------------------------------------
@@ -57,6 +59,17 @@ class Spool(Sequence[T], Generic[T]):
             self._dirty = False
 
     # --- reading ---------------------------------------------------------------------------------
+
+    def derived(self, key: str, make: Callable[[Spool[T]], V]) -> V:
+        """``make(self)``, made once and kept until an element is appended: for a value computed from
+        every element (a plan's counts, its digest) that several steps ask for. Do not change it."""
+        kept = self._memo.get(key)
+        if kept is not None and kept[0] == len(self):
+            value: V = kept[1]
+            return value
+        value = make(self)
+        self._memo[key] = (len(self), value)
+        return value
 
     def __len__(self) -> int:
         return len(self._offsets) - 1

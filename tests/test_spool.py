@@ -76,3 +76,21 @@ def test_a_dropped_spool_closes_its_file() -> None:
     del s
     with pytest.raises(OSError):
         os.fstat(fd)
+
+
+def test_a_derived_value_is_made_once_and_again_after_an_append() -> None:
+    """``derived`` keeps what was computed from every element until the spool grows."""
+    s = ints(range(10))
+    made: list[int] = []
+
+    def total(spool: Spool[int]) -> int:
+        made.append(len(spool))
+        return sum(spool)
+
+    assert s.derived("total", total) == 45
+    assert s.derived("total", total) == 45
+    assert made == [10]
+    s.append(100)
+    assert s.derived("total", total) == 145
+    assert made == [10, 11]
+    assert s.derived("count", len) == 11  # another key, another value

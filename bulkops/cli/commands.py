@@ -65,10 +65,11 @@ def exit_code(summary: RunSummary) -> ExitCode:
 
 def confirm(plan: Plan, *, yes: bool, stdin_tty: bool | None = None) -> None:
     """Ask on a terminal; without one, ``--yes`` is required (and ``expect.max`` for deletions)."""
-    active = sum(1 for it in plan.items if it.kind is not ChangeKind.NOOP)
+    counts = plan.counts()
+    active = sum(n for kind, n in counts.items() if kind != ChangeKind.NOOP.value)
     if not active:
         return
-    destructive = any(it.kind is ChangeKind.DELETE for it in plan.items)
+    destructive = counts[ChangeKind.DELETE.value] > 0
     tty = sys.stdin.isatty() if stdin_tty is None else stdin_tty
     if yes:
         if destructive and not tty and plan.expect.max is None:

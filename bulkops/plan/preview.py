@@ -204,7 +204,7 @@ def preview_text(plan: Plan, notes: Sequence[str] = (), ctx: PlanContext | None 
     from bulkops.plan.warnings import plan_warnings  # noqa: PLC0415 - it imports the context, which imports this
 
     counts = plan.counts()
-    active = sum(1 for it in plan.items if it.kind is not ChangeKind.NOOP)
+    active = sum(n for kind, n in counts.items() if kind != ChangeKind.NOOP.value)
     lines = [f"plan     {plan.plan_id}   job {plan.job_name}"]
     if ctx is not None and ctx.description:
         lines.extend(f"about    {line}" if i == 0 else f"         {line}"

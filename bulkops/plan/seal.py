@@ -25,14 +25,16 @@ from __future__ import annotations
 import hashlib
 import hmac
 import os
+from collections.abc import Sequence
 from dataclasses import replace
 from functools import lru_cache
 
 import orjson
 
 from bulkops.errors import GuardError
-from bulkops.model import Plan
+from bulkops.model import Plan, PlanItem
 from bulkops.plan.file import item_to_json, plan_to_json
+from bulkops.spool import Spool
 
 SALT = b"bulkops plan seal v1"
 ROUNDS = 20_000
@@ -43,23 +45,21 @@ def _key(token: str) -> bytes:
     return hashlib.pbkdf2_hmac("sha256", token.encode("utf-8", "surrogatepass"), SALT, ROUNDS)
 
 
-_last: list[tuple[Plan, str]] = []  # the last plan digested (apply digests one plan twice: seal, run)
-
-
 def plan_digest(plan: Plan) -> str:
-    """sha256 hex of the plan's canonical JSON: every field except the seal, then every item in order."""
-    if _last and _last[0][0] is plan:
-        return _last[0][1]
-    digest = _digest(plan)
-    _last[:] = [(plan, digest)]
-    return digest
-
-
-def _digest(plan: Plan) -> str:
+    """sha256 hex of the plan's canonical JSON: every field except the seal, then every item in order.
+    A spool's items are digested once per plan head (sealing, the run and its journal all ask)."""
     head = plan_to_json(plan, with_items=False)
     head.pop("seal", None)
-    h = hashlib.sha256(orjson.dumps(head, option=orjson.OPT_SORT_KEYS))
-    for it in plan.items:
+    first = orjson.dumps(head, option=orjson.OPT_SORT_KEYS)
+    if isinstance(plan.items, Spool):
+        key = "digest:" + hashlib.sha256(first).hexdigest()
+        return plan.items.derived(key, lambda items: _digest(first, items))
+    return _digest(first, plan.items)
+
+
+def _digest(first: bytes, items: Sequence[PlanItem]) -> str:
+    h = hashlib.sha256(first)
+    for it in items:
         h.update(b"\n")
         h.update(orjson.dumps(item_to_json(it), option=orjson.OPT_SORT_KEYS))
     return h.hexdigest()
