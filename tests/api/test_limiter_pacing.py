@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 
 import pytest
 
-from bulkops.api import pacing
+from bulkops.api import limiter, pacing
 from bulkops.api.pacing import Episodes, Pacer
 from tests.api.test_limiter import FixedWindowServer, VirtualClock, run_requests
 
@@ -101,9 +101,19 @@ async def test_a_window_after_a_bucket_is_learnt_again() -> None:
 
 
 @pytest.mark.anyio
-async def test_a_fixed_window_is_never_paced() -> None:
-    """balena's fixed window, spent from the start of each window, never looks continuous."""
+async def test_a_fixed_window_is_never_paced(monkeypatch: pytest.MonkeyPatch) -> None:
+    """balena's fixed window, spent from the start of each window, never looks continuous: no pacer is
+    ever made, not even for a while."""
+    made: list[float] = []
+
+    class Watched(Pacer):
+        def __init__(self, rate: float, now: float) -> None:
+            made.append(now)
+            super().__init__(rate, now)
+
+    monkeypatch.setattr(limiter, "Pacer", Watched)
     run = await run_requests(3000, 100, 10.0)
+    assert made == []
     assert run.stats.estimated_budget == 100
     assert run.stats.rate is not None and run.stats.estimated_window is not None
     assert run.stats.rate == pytest.approx(100 / run.stats.estimated_window)

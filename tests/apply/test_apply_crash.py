@@ -12,6 +12,7 @@ from bulkops import apply_plan, new_run, open_client
 from bulkops.journal.journal import Journal
 from bulkops.model import Progress, RunState
 from bulkops.sim.server import SimServer
+from tests.apply.test_apply_e2e import resume_only
 from tests.apply.test_conditional_writes import _plan
 from tests.conftest import rows
 
@@ -51,11 +52,8 @@ async def test_unexpected_exception_stops_the_run_and_releases_its_lock(sim: Sim
     other.lock()  # a second process could resume it now
     other.close()
     assert journal.info().state == "stopped"
-    run_dir = journal.run_dir
     journal.close()
-    resumed = Journal.open(run_dir)
-    async with open_client(sim.url, sim.api_key, plan.options) as client:
-        final = await apply_plan(plan, client, resumed)
+    final, resumed = await resume_only(sim, plan, journal.run_dir)
     resumed.close()
     assert final.state is RunState.DONE and final.counts["applied"] == len(plan.items)
     fleet = sim.demo.fleets["acme/gateway-next"]
@@ -83,10 +81,7 @@ async def test_cancelled_apply_is_interrupted_and_unlocked(sim: SimServer, home:
     other = Journal.open(journal.run_dir)
     assert not other.in_use()
     other.close()
-    run_dir = journal.run_dir
     journal.close()
-    resumed = Journal.open(run_dir)
-    async with open_client(sim.url, sim.api_key, plan.options) as client:
-        final = await apply_plan(plan, client, resumed)
+    final, resumed = await resume_only(sim, plan, journal.run_dir)
     resumed.close()
     assert final.state is RunState.DONE and final.counts["applied"] == len(plan.items)

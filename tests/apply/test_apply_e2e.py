@@ -41,6 +41,15 @@ async def apply_only(sim: SimServer, plan: Plan, control: RunControl | None = No
     return summary, journal
 
 
+async def resume_only(sim: SimServer, plan: Plan, run_dir: Path) -> tuple[RunSummary, Journal]:
+    """Open the run's journal again, as ``bulkops resume`` does, and finish the plan; the caller closes
+    the journal it gets back."""
+    resumed = Journal.open(run_dir)
+    async with open_client(sim.url, sim.api_key, plan.options) as client:
+        final = await apply_plan(plan, client, resumed)
+    return final, resumed
+
+
 def planned_row_ids(plan: Plan) -> set[int]:
     return {it.row_id for it in plan.items if it.kind is not ChangeKind.NOOP and it.row_id is not None}
 
@@ -201,11 +210,8 @@ async def test_progress_and_stop_then_resume(sim: SimServer, home: Path) -> None
     summary, journal = await apply_only(sim, plan, control=control, on_progress=progress)
     assert summary.state is RunState.INTERRUPTED
     assert summary.counts["not_attempted"] > 0
-    run_dir = journal.run_dir
     journal.close()
-    resumed = Journal.open(run_dir)
-    async with open_client(sim.url, sim.api_key, plan.options) as client:
-        final = await apply_plan(plan, client, resumed)
+    final, resumed = await resume_only(sim, plan, journal.run_dir)
     assert final.state is RunState.DONE
     assert sum(final.counts.values()) == len(plan.items)
     assert final.counts["not_attempted"] == 0 and final.counts["failed"] == 0

@@ -10,12 +10,13 @@ import pytest
 
 from bulkops import apply_plan, new_run, open_client
 from bulkops.errors import ExitCode
-from bulkops.journal.journal import SENT, Journal
+from bulkops.journal.journal import SENT
 from bulkops.model import ChangeKind, Outcome, RunState
 from bulkops.sim.server import SimServer
 from tests.api.test_hostile_server import FLEET as HOSTILE_FLEET
 from tests.api.test_hostile_server import Spoiler, hostile
 from tests.apply.conditional_helpers import Interloper, interloped
+from tests.apply.test_apply_e2e import resume_only
 from tests.apply.test_conditional_writes import _apply, _plan
 from tests.apply.test_kill_resume import (
     bulkops,
@@ -70,9 +71,7 @@ async def test_write_answered_but_not_read_back_stays_sent_and_resume_reads_it(
     held = rows(sim, f"SELECT DISTINCT value FROM device_environment_variable WHERE id IN ({ids})")
     assert held == [("trace",)]
     written = len(writes(sim))
-    resumed = Journal.open(run_dir)
-    async with open_client(sim.url, sim.api_key, plan.options) as client:
-        final = await apply_plan(plan, client, resumed)
+    final, resumed = await resume_only(sim, plan, run_dir)
     assert final.state is RunState.DONE and final.counts["applied"] == len(changes)
     assert {resumed.items()[i].outcome for i in changes} == {Outcome.APPLIED}
     resumed.close()

@@ -9,15 +9,13 @@ from pathlib import Path
 import orjson
 import pytest
 
-from bulkops import apply_plan, open_client
 from bulkops.apply import engine
 from bulkops.apply.engine import RunControl
 from bulkops.journal import report
-from bulkops.journal.journal import Journal
 from bulkops.model import Outcome, Progress, RunState
 from bulkops.sim.server import SimServer
 from bulkops.spool import Spool
-from tests.apply.test_apply_e2e import apply_only, job_text, plan_only
+from tests.apply.test_apply_e2e import apply_only, job_text, plan_only, resume_only
 from tests.conftest import addressed_ids, rows, writes
 
 pytestmark = pytest.mark.anyio
@@ -59,11 +57,8 @@ async def test_stop_between_windows_then_resume(sim: SimServer, home: Path,
 
     summary, journal = await apply_only(sim, plan, control=control, on_progress=progress)
     assert summary.state is RunState.INTERRUPTED and summary.counts["not_attempted"] > 150
-    run_dir = journal.run_dir
     journal.close()
-    resumed = Journal.open(run_dir)
-    async with open_client(sim.url, sim.api_key, plan.options) as client:
-        final = await apply_plan(plan, client, resumed)
+    final, resumed = await resume_only(sim, plan, journal.run_dir)
     assert final.state is RunState.DONE
     assert final.counts["not_attempted"] == 0 and final.counts["failed"] == 0
     dupes = rows(sim, "SELECT device, COUNT(*) FROM device_environment_variable WHERE name='LOG_LEVEL' "
